@@ -1,0 +1,21 @@
+/* The JSON agpu writes itself: error bodies in Ollama's and in OpenAI's shape. */
+#ifndef AGPU_JSON_H
+#define AGPU_JSON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef enum {
+    AGPU_ERROR_OLLAMA, /* {"error":"msg"} */
+    AGPU_ERROR_OPENAI  /* {"error":{"message":"msg","type":...,"param":null,"code":null}} */
+} agpu_error_style_t;
+
+/* Writes the error body for an HTTP status into out (NUL-terminated, no newline).
+ * Returns its length, or 0 if it did not fit. */
+size_t agpu_json_error(char *out, size_t size, agpu_error_style_t style, int status,
+                       const char *message);
+
+/* The style a client of this path expects: OpenAI's under /v1/, Ollama's elsewhere. */
+agpu_error_style_t agpu_json_error_style(const char *path);
+
+#endif

@@ -1,0 +1,50 @@
+/* agpu: every machine runs it beside its Ollama; together the nodes serve one Ollama API. */
+#include "config.h"
+
+#include "agpu_config.h"
+#include "agpu_serve.h"
+
+#include <stdio.h>
+#include <string.h>
+
+extern char **environ;
+
+static void usage(FILE *out)
+{
+    fprintf(out, "Usage: agpu COMMAND [OPTIONS]\n\n"
+                 "Commands:\n"
+                 "  serve      run a node: serve the Ollama API here and join the mesh\n"
+                 "  version    print the version\n"
+                 "  help       show this help\n\n"
+                 "Run 'agpu serve --help' for the node's options.\n");
+}
+
+static int run_serve(int argc, char *argv[])
+{
+    agpu_config_t config;
+    char error[512];
+    int rc = agpu_config_load(&config, argc, argv, environ, stdout, error, sizeof error);
+    if (rc < 0) {
+        fprintf(stderr, "agpu: %s\n", error);
+        return 2;
+    }
+    return rc == 1 ? 0 : agpu_serve(&config);
+}
+
+int main(int argc, char *argv[])
+{
+    const char *command = argc > 1 ? argv[1] : "help";
+    if (strcmp(command, "serve") == 0)
+        return run_serve(argc - 2, argv + 2);
+    if (strcmp(command, "version") == 0 || strcmp(command, "--version") == 0) {
+        printf("agpu %s\n", PACKAGE_VERSION);
+        return 0;
+    }
+    if (strcmp(command, "help") == 0 || strcmp(command, "--help") == 0 ||
+        strcmp(command, "-h") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    fprintf(stderr, "agpu: unknown command '%s' (see agpu --help)\n", command);
+    return 2;
+}

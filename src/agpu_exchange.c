@@ -1,0 +1,396 @@
+/* One proxied request shared by the front door and the forwarder: the two pipes, the
+ * response head, and the rules for who waits for whom. Everything here runs under ex->lock. */
+#include "agpu_exchange.h"
+
+#include "agpu_headers.h"
+#include "agpu_json.h"
+#include "agpu_limits.h"
+#include "agpu_pipe.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* What a suspended front door is waiting for; it is resumed as soon as that holds. */
+typedef enum { WAIT_NONE, WAIT_ROOM, WAIT_HEAD, WAIT_DATA } front_wait_t;
+
+struct agpu_exchange {
+    pthread_mutex_t lock;
+    atomic_int refs;
+    const agpu_exchange_ops_t *ops;
+    void *front;
+    void *forwarder;
+    void *transfer;
+
+    agpu_request_t request; /* points into the copies below */
+    char *method, *url;
+    char **request_headers;
+
+    agpu_pipe_t up; /* request body, front -> forwarder */
+    bool up_eof, send_paused;
+
+    int status; /* response head, forwarder -> front */
+    char *names[AGPU_MAX_UPSTREAM_HEADERS], *values[AGPU_MAX_UPSTREAM_HEADERS];
+    size_t header_count, header_bytes;
+    int64_t content_length;
+    agpu_body_kind_t kind;
+    bool head_ready;
+
+    agpu_pipe_t down; /* response body, forwarder -> front */
+    bool recv_paused;
+
+    bool finished, failed, error_line_sent, canceled;
+    char error[AGPU_ERROR_MAX];
+    front_wait_t waiting;
+};
+
+static char *dup_or_null(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+agpu_exchange_t *agpu_exchange_new(const agpu_request_t *request, const agpu_exchange_ops_t *ops,
+                                   void *front, void *forwarder)
+{
+    agpu_exchange_t *ex = calloc(1, sizeof *ex);
+    if (!ex)
+        return NULL;
+    pthread_mutex_init(&ex->lock, NULL);
+    atomic_init(&ex->refs, 1);
+    ex->ops = ops;
+    ex->front = front;
+    ex->forwarder = forwarder;
+    ex->content_length = -1;
+    ex->method = dup_or_null(request->method);
+    ex->url = dup_or_null(request->url);
+    ex->request_headers = calloc(request->header_count + 1, sizeof(char *));
+    bool ok = ex->method && ex->url && ex->request_headers;
+    for (size_t i = 0; ok && i < request->header_count; i++)
+        ok = (ex->request_headers[i] = strdup(request->headers[i])) != NULL;
+    ex->request = *request;
+    ex->request.method = ex->method;
+    ex->request.url = ex->url;
+    ex->request.headers = (const char *const *)ex->request_headers;
+    if (!ok)
+        agpu_exchange_unref(&ex);
+    return ex;
+}
+
+void agpu_exchange_ref(agpu_exchange_t *ex)
+{
+    atomic_fetch_add(&ex->refs, 1);
+}
+
+void agpu_exchange_unref(agpu_exchange_t **ex_p)
+{
+    agpu_exchange_t *ex = *ex_p;
+    if (!ex)
+        return;
+    *ex_p = NULL;
+    if (atomic_fetch_sub(&ex->refs, 1) != 1)
+        return;
+    for (size_t i = 0; ex->request_headers && i < ex->request.header_count; i++)
+        free(ex->request_headers[i]);
+    free(ex->request_headers);
+    free(ex->method);
+    free(ex->url);
+    for (size_t i = 0; i < ex->header_count; i++) {
+        free(ex->names[i]);
+        free(ex->values[i]);
+    }
+    agpu_pipe_free(&ex->up);
+    agpu_pipe_free(&ex->down);
+    pthread_mutex_destroy(&ex->lock);
+    free(ex);
+}
+
+const agpu_request_t *agpu_exchange_request(const agpu_exchange_t *ex)
+{
+    return &ex->request;
+}
+
+/* ---- waking each side (ex->lock held) ---- */
+
+static void front_wait(agpu_exchange_t *ex, front_wait_t what)
+{
+    ex->waiting = what;
+    ex->ops->suspend_front(ex->front);
+}
+
+static void front_wake_if(agpu_exchange_t *ex, front_wait_t what)
+{
+    if (ex->waiting == WAIT_NONE || (what != WAIT_NONE && ex->waiting != what))
+        return;
+    ex->waiting = WAIT_NONE;
+    ex->ops->resume_front(ex->front);
+}
+
+/* Called after ex->lock is released: the forwarder may finish the exchange from inside. */
+static void kick_if(agpu_exchange_t *ex, bool needed)
+{
+    if (needed)
+        ex->ops->kick_forwarder(ex->forwarder, ex);
+}
+
+/* ---- front door side ---- */
+
+agpu_push_t agpu_exchange_push_body(agpu_exchange_t *ex, const void *data, size_t len)
+{
+    agpu_push_t result = AGPU_PUSH_TAKEN;
+    bool wake = false;
+    pthread_mutex_lock(&ex->lock);
+    if (ex->finished || ex->canceled) {
+        result = AGPU_PUSH_DROPPED;
+    } else if (agpu_pipe_full(&ex->up)) {
+        front_wait(ex, WAIT_ROOM);
+        result = AGPU_PUSH_WAIT;
+    } else if (agpu_pipe_write(&ex->up, data, len) != 0) {
+        result = AGPU_PUSH_DROPPED;
+    } else if (ex->send_paused) {
+        ex->send_paused = false;
+        wake = true;
+    }
+    pthread_mutex_unlock(&ex->lock);
+    kick_if(ex, wake);
+    return result;
+}
+
+void agpu_exchange_end_body(agpu_exchange_t *ex)
+{
+    pthread_mutex_lock(&ex->lock);
+    ex->up_eof = true;
+    bool wake = ex->send_paused;
+    ex->send_paused = false;
+    pthread_mutex_unlock(&ex->lock);
+    kick_if(ex, wake);
+}
+
+agpu_head_state_t agpu_exchange_head(agpu_exchange_t *ex, agpu_response_head_t *head,
+                                     char *error, size_t error_size)
+{
+    agpu_head_state_t state;
+    pthread_mutex_lock(&ex->lock);
+    if (ex->head_ready) {
+        head->status = ex->status;
+        head->names = (const char *const *)ex->names;
+        head->values = (const char *const *)ex->values;
+        head->count = ex->header_count;
+        head->content_length = ex->content_length;
+        head->kind = ex->kind;
+        state = AGPU_HEAD_READY;
+    } else if (ex->finished) {
+        snprintf(error, error_size, "%s", ex->failed ? ex->error : "upstream sent no answer");
+        state = AGPU_HEAD_FAILED;
+    } else {
+        front_wait(ex, WAIT_HEAD);
+        state = AGPU_HEAD_WAIT;
+    }
+    pthread_mutex_unlock(&ex->lock);
+    return state;
+}
+
+/* The last line of a stream whose upstream broke, in the stream's own format. */
+static size_t error_line(const agpu_exchange_t *ex, char *out, size_t max)
+{
+    bool sse = ex->kind == AGPU_BODY_SSE;
+    const char *prefix = sse ? "data: " : "", *suffix = sse ? "\n\n" : "\n";
+    size_t plen = strlen(prefix), slen = strlen(suffix);
+    if (max <= plen + slen)
+        return 0;
+    size_t n = agpu_json_error(out + plen, max - plen - slen,
+                               sse ? AGPU_ERROR_OPENAI : AGPU_ERROR_OLLAMA, 500, ex->error);
+    if (n == 0)
+        return 0;
+    memcpy(out, prefix, plen);
+    memcpy(out + plen + n, suffix, slen);
+    return plen + n + slen;
+}
+
+long agpu_exchange_read_response(agpu_exchange_t *ex, char *out, size_t max)
+{
+    long result;
+    bool wake = false;
+    pthread_mutex_lock(&ex->lock);
+    if (agpu_pipe_used(&ex->down) > 0) {
+        result = (long)agpu_pipe_read(&ex->down, out, max);
+        if (ex->recv_paused && !agpu_pipe_full(&ex->down)) {
+            ex->recv_paused = false;
+            wake = !ex->finished;
+        }
+    } else if (!ex->finished) {
+        front_wait(ex, WAIT_DATA);
+        result = 0;
+    } else if (!ex->failed || ex->error_line_sent) {
+        result = AGPU_BODY_END;
+    } else if (ex->kind == AGPU_BODY_OTHER || ex->content_length >= 0) {
+        result = AGPU_BODY_BROKEN; /* a sized body cannot carry an error line */
+    } else {
+        ex->error_line_sent = true;
+        result = (long)error_line(ex, out, max);
+        if (result == 0)
+            result = AGPU_BODY_BROKEN;
+    }
+    pthread_mutex_unlock(&ex->lock);
+    kick_if(ex, wake);
+    return result;
+}
+
+void agpu_exchange_cancel(agpu_exchange_t *ex)
+{
+    pthread_mutex_lock(&ex->lock);
+    ex->waiting = WAIT_NONE;
+    bool wake = !ex->finished && !ex->canceled;
+    ex->canceled = true;
+    pthread_mutex_unlock(&ex->lock);
+    kick_if(ex, wake);
+}
+
+/* ---- forwarder side ---- */
+
+void agpu_exchange_set_status(agpu_exchange_t *ex, int status)
+{
+    pthread_mutex_lock(&ex->lock);
+    ex->status = status;
+    pthread_mutex_unlock(&ex->lock);
+}
+
+static agpu_body_kind_t body_kind(const char *content_type)
+{
+    if (strncasecmp(content_type, "application/x-ndjson", 20) == 0)
+        return AGPU_BODY_NDJSON;
+    if (strncasecmp(content_type, "text/event-stream", 17) == 0)
+        return AGPU_BODY_SSE;
+    return AGPU_BODY_OTHER;
+}
+
+void agpu_exchange_add_header(agpu_exchange_t *ex, const char *name, size_t name_len,
+                              const char *value, size_t value_len)
+{
+    char field[32];
+    if (name_len < sizeof field) {
+        memcpy(field, name, name_len);
+        field[name_len] = '\0';
+    } else {
+        field[0] = '\0'; /* no header we act on has a longer name */
+    }
+    pthread_mutex_lock(&ex->lock);
+    size_t i = ex->header_count;
+    if (strcasecmp(field, "Content-Length") == 0) {
+        char digits[24];
+        size_t n = value_len < sizeof digits - 1 ? value_len : sizeof digits - 1;
+        memcpy(digits, value, n);
+        digits[n] = '\0';
+        char *end;
+        long long length = strtoll(digits, &end, 10);
+        ex->content_length = end != digits && length >= 0 ? length : -1;
+    } else if (field[0] && !agpu_headers_forward_response(field)) {
+        /* a header the proxy does not pass on */
+    } else if (i < AGPU_MAX_UPSTREAM_HEADERS &&
+        ex->header_bytes + name_len + value_len <= AGPU_MAX_UPSTREAM_HEADER_BYTES) {
+        ex->names[i] = strndup(name, name_len);
+        ex->values[i] = strndup(value, value_len);
+        if (ex->names[i] && ex->values[i]) {
+            ex->header_count++;
+            ex->header_bytes += name_len + value_len;
+            if (strcasecmp(ex->names[i], "Content-Type") == 0)
+                ex->kind = body_kind(ex->values[i]);
+        } else {
+            free(ex->names[i]);
+            free(ex->values[i]);
+        }
+    }
+    pthread_mutex_unlock(&ex->lock);
+}
+
+void agpu_exchange_reset_head(agpu_exchange_t *ex)
+{
+    pthread_mutex_lock(&ex->lock);
+    for (size_t i = 0; i < ex->header_count; i++) {
+        free(ex->names[i]);
+        free(ex->values[i]);
+    }
+    ex->header_count = ex->header_bytes = 0;
+    ex->kind = AGPU_BODY_OTHER;
+    ex->content_length = -1;
+    pthread_mutex_unlock(&ex->lock);
+}
+
+void agpu_exchange_head_done(agpu_exchange_t *ex)
+{
+    pthread_mutex_lock(&ex->lock);
+    ex->head_ready = true;
+    front_wake_if(ex, WAIT_HEAD);
+    pthread_mutex_unlock(&ex->lock);
+}
+
+bool agpu_exchange_take_response(agpu_exchange_t *ex, const void *data, size_t len)
+{
+    bool taken = true;
+    pthread_mutex_lock(&ex->lock);
+    if (ex->canceled) {
+        /* discarded: the transfer is being dropped */
+    } else if (agpu_pipe_full(&ex->down)) {
+        ex->recv_paused = true;
+        taken = false;
+    } else if (agpu_pipe_write(&ex->down, data, len) == 0) {
+        front_wake_if(ex, WAIT_DATA);
+    } else {
+        ex->recv_paused = true; /* out of memory: wait for the client to drain */
+        taken = false;
+    }
+    pthread_mutex_unlock(&ex->lock);
+    return taken;
+}
+
+long agpu_exchange_give_body(agpu_exchange_t *ex, char *out, size_t max)
+{
+    long result;
+    pthread_mutex_lock(&ex->lock);
+    if (ex->canceled) {
+        result = AGPU_UPLOAD_ABORT;
+    } else if (agpu_pipe_used(&ex->up) > 0) {
+        result = (long)agpu_pipe_read(&ex->up, out, max);
+        if (!agpu_pipe_full(&ex->up))
+            front_wake_if(ex, WAIT_ROOM);
+    } else if (ex->up_eof) {
+        result = 0;
+    } else {
+        ex->send_paused = true;
+        result = AGPU_UPLOAD_PAUSE;
+    }
+    pthread_mutex_unlock(&ex->lock);
+    return result;
+}
+
+void agpu_exchange_finish(agpu_exchange_t *ex, const char *error)
+{
+    pthread_mutex_lock(&ex->lock);
+    ex->finished = true;
+    if (error) {
+        ex->failed = true;
+        snprintf(ex->error, sizeof ex->error, "%s", error);
+    }
+    front_wake_if(ex, WAIT_NONE);
+    pthread_mutex_unlock(&ex->lock);
+}
+
+agpu_exchange_flow_t agpu_exchange_flow(agpu_exchange_t *ex)
+{
+    pthread_mutex_lock(&ex->lock);
+    agpu_exchange_flow_t flow = {ex->finished, ex->canceled, ex->recv_paused, ex->send_paused};
+    pthread_mutex_unlock(&ex->lock);
+    return flow;
+}
+
+void agpu_exchange_set_transfer(agpu_exchange_t *ex, void *transfer)
+{
+    ex->transfer = transfer;
+}
+
+void *agpu_exchange_transfer(const agpu_exchange_t *ex)
+{
+    return ex->transfer;
+}

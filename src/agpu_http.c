@@ -1,0 +1,479 @@
+/* The front door. libmicrohttpd runs a small pool of epoll threads; a connection waiting on
+ * its upstream is suspended (it costs no thread and no polling) and resumed by the forwarder
+ * when there is something to do, so thousands of open streams need no more threads. */
+#include "agpu_http.h"
+
+#include "agpu_cors.h"
+#include "agpu_headers.h"
+#include "agpu_json.h"
+#include "agpu_limits.h"
+#include "agpu_log.h"
+
+#include <microhttpd.h>
+#include <netdb.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+
+struct agpu_http {
+    struct MHD_Daemon *daemon;
+    agpu_forward_t *forward;
+    agpu_cors_t *cors;
+    agpu_http_options_t options;
+    char *node_name, *upstream;
+    atomic_bool closing;
+};
+
+/* One request's state, from its first header to its last byte. */
+typedef struct {
+    agpu_exchange_t *ex;
+    const char *origin; /* allowed CORS origin to echo, or NULL */
+    uint64_t received;
+    bool body_ended;
+    bool answered; /* a response is queued */
+} request_t;
+
+static const agpu_exchange_ops_t exchange_ops;
+
+/* ---- answers agpu writes itself ---- */
+
+static void add_common_headers(struct MHD_Response *response, const request_t *req)
+{
+    if (req->origin) {
+        MHD_add_response_header(response, "Access-Control-Allow-Origin", req->origin);
+        MHD_add_response_header(response, "Vary", "Origin");
+    }
+}
+
+static enum MHD_Result answer(struct MHD_Connection *conn, request_t *req, unsigned status,
+                              const char *content_type, const char *body, size_t len)
+{
+    struct MHD_Response *response =
+        MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
+    if (!response)
+        return MHD_NO;
+    if (content_type)
+        MHD_add_response_header(response, "Content-Type", content_type);
+    add_common_headers(response, req);
+    enum MHD_Result ok = MHD_queue_response(conn, status, response);
+    MHD_destroy_response(response);
+    req->answered = true;
+    return ok;
+}
+
+static enum MHD_Result answer_error(struct MHD_Connection *conn, request_t *req,
+                                    const char *path, unsigned status, const char *message)
+{
+    char body[AGPU_ERROR_MAX * 2];
+    size_t len = agpu_json_error(body, sizeof body, agpu_json_error_style(path), (int)status,
+                                 message);
+    return answer(conn, req, status, "application/json; charset=utf-8", body, len);
+}
+
+static enum MHD_Result answer_preflight(struct MHD_Connection *conn, request_t *req)
+{
+    struct MHD_Response *response = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+    if (!response)
+        return MHD_NO;
+    add_common_headers(response, req);
+    MHD_add_response_header(response, "Access-Control-Allow-Methods", AGPU_CORS_ALLOW_METHODS);
+    MHD_add_response_header(response, "Access-Control-Allow-Headers", agpu_cors_allow_headers());
+    MHD_add_response_header(response, "Access-Control-Max-Age", AGPU_CORS_MAX_AGE);
+    enum MHD_Result ok = MHD_queue_response(conn, MHD_HTTP_NO_CONTENT, response);
+    MHD_destroy_response(response);
+    req->answered = true;
+    return ok;
+}
+
+/* ---- the upstream's answer, streamed ---- */
+
+static ssize_t read_upstream_body(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    long n = agpu_exchange_read_response(cls, buf, max);
+    if (n >= 0)
+        return n; /* 0: the connection was suspended until more arrives */
+    return n == AGPU_BODY_END ? MHD_CONTENT_READER_END_OF_STREAM
+                              : MHD_CONTENT_READER_END_WITH_ERROR;
+}
+
+static void release_upstream_body(void *cls)
+{
+    agpu_exchange_t *ex = cls;
+    agpu_exchange_unref(&ex);
+}
+
+static enum MHD_Result answer_upstream(agpu_http_t *self, struct MHD_Connection *conn,
+                                       request_t *req, const agpu_response_head_t *head)
+{
+    uint64_t size = head->content_length >= 0 ? (uint64_t)head->content_length : MHD_SIZE_UNKNOWN;
+    struct MHD_Response *response = MHD_create_response_from_callback(
+        size, AGPU_RESPONSE_BLOCK, read_upstream_body, req->ex, release_upstream_body);
+    if (!response)
+        return MHD_NO;
+    agpu_exchange_ref(req->ex); /* the response's, released with it */
+    for (size_t i = 0; i < head->count; i++)
+        MHD_add_response_header(response, head->names[i], head->values[i]);
+    MHD_add_response_header(response, "X-Agpu-Node", self->node_name);
+    add_common_headers(response, req);
+    enum MHD_Result ok = MHD_queue_response(conn, (unsigned)head->status, response);
+    MHD_destroy_response(response);
+    req->answered = true;
+    return ok;
+}
+
+/* ---- starting an exchange ---- */
+
+typedef struct {
+    char *lines[AGPU_MAX_FORWARD_HEADERS];
+    size_t count;
+} header_list_t;
+
+static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                      size_t key_size, const char *value, size_t value_size)
+{
+    header_list_t *list = cls;
+    if (!agpu_headers_forward_request(key) || list->count == AGPU_MAX_FORWARD_HEADERS)
+        return MHD_YES;
+    char *line = malloc(key_size + value_size + 3);
+    if (line) {
+        memcpy(line, key, key_size);
+        memcpy(line + key_size, ": ", 2);
+        memcpy(line + key_size + 2, value ? value : "", value ? value_size : 0);
+        line[key_size + 2 + (value ? value_size : 0)] = '\0';
+        list->lines[list->count++] = line;
+    }
+    return MHD_YES;
+}
+
+typedef struct {
+    char *url;
+    size_t len, alloc;
+    bool first;
+    bool failed;
+} url_builder_t;
+
+static void url_append(url_builder_t *b, const char *text, size_t len)
+{
+    if (b->failed)
+        return;
+    if (b->len + len + 1 > b->alloc) {
+        size_t alloc = (b->len + len + 1) * 2;
+        char *grown = realloc(b->url, alloc);
+        if (!grown) {
+            b->failed = true;
+            return;
+        }
+        b->url = grown;
+        b->alloc = alloc;
+    }
+    memcpy(b->url + b->len, text, len);
+    b->len += len;
+    b->url[b->len] = '\0';
+}
+
+/* Puts back a query argument as the client sent it: our unescape callback leaves %XX alone,
+ * and libmicrohttpd's '+' -> ' ' is undone (a raw space cannot have been sent). */
+static void url_append_raw(url_builder_t *b, const char *text)
+{
+    for (const char *p = text; *p; p++)
+        url_append(b, *p == ' ' ? "+" : p, 1);
+}
+
+static enum MHD_Result collect_argument(void *cls, enum MHD_ValueKind kind, const char *key,
+                                        const char *value)
+{
+    url_builder_t *b = cls;
+    url_append(b, b->first ? "?" : "&", 1);
+    b->first = false;
+    url_append_raw(b, key);
+    if (value) {
+        url_append(b, "=", 1);
+        url_append_raw(b, value);
+    }
+    return MHD_YES;
+}
+
+static char *upstream_url(agpu_http_t *self, struct MHD_Connection *conn, const char *path)
+{
+    url_builder_t b = {.first = true};
+    url_append(&b, self->upstream, strlen(self->upstream));
+    url_append(&b, path, strlen(path));
+    MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, collect_argument, &b);
+    if (b.failed) {
+        free(b.url);
+        return NULL;
+    }
+    return b.url;
+}
+
+static agpu_exchange_t *start_exchange(agpu_http_t *self, struct MHD_Connection *conn,
+                                       const char *method, const char *path)
+{
+    const char *length = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+    const char *chunked =
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Transfer-Encoding");
+    int64_t body_length = length ? strtoll(length, NULL, 10) : -1;
+    header_list_t headers = {.count = 0};
+    MHD_get_connection_values_n(conn, MHD_HEADER_KIND, collect_header, &headers);
+    char *url = upstream_url(self, conn, path);
+    agpu_exchange_t *ex = NULL;
+    if (url) {
+        agpu_request_t request = {
+            .method = method,
+            .url = url,
+            .headers = (const char *const *)headers.lines,
+            .header_count = headers.count,
+            .has_body = body_length > 0 || (chunked && !length),
+            .body_length = body_length,
+        };
+        ex = agpu_exchange_new(&request, &exchange_ops, conn, self->forward);
+    }
+    for (size_t i = 0; i < headers.count; i++)
+        free(headers.lines[i]);
+    free(url);
+    if (ex)
+        agpu_forward_kick(self->forward, ex);
+    return ex;
+}
+
+/* ---- the request handler ---- */
+
+/* A request's first call: its headers are in. Either answer now or start the exchange. */
+static enum MHD_Result on_headers(agpu_http_t *self, struct MHD_Connection *conn, request_t *req,
+                                  const char *path, const char *method)
+{
+    if (atomic_load(&self->closing))
+        return answer_error(conn, req, path, MHD_HTTP_SERVICE_UNAVAILABLE,
+                            "agpu is shutting down");
+    const char *origin = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin");
+    const char *host = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Host");
+    switch (agpu_cors_check(self->cors, method, origin, host)) {
+    case AGPU_CORS_FORBID:
+        return answer(conn, req, MHD_HTTP_FORBIDDEN, NULL, "", 0);
+    case AGPU_CORS_PREFLIGHT:
+        req->origin = origin;
+        return answer_preflight(conn, req);
+    case AGPU_CORS_ALLOW:
+        req->origin = origin;
+        break;
+    case AGPU_CORS_PASS:
+        break;
+    }
+    const char *length = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+    if (length && strtoull(length, NULL, 10) > self->options.max_body) {
+        char message[128];
+        snprintf(message, sizeof message, "request body too large (limit %llu bytes)",
+                 (unsigned long long)self->options.max_body);
+        return answer_error(conn, req, path, MHD_HTTP_CONTENT_TOO_LARGE, message);
+    }
+    if (!self->upstream)
+        return answer_error(conn, req, path, MHD_HTTP_BAD_GATEWAY,
+                            "this node has no Ollama of its own (--ollama none)");
+    req->ex = start_exchange(self, conn, method, path);
+    if (!req->ex)
+        return answer_error(conn, req, path, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+    return MHD_YES;
+}
+
+/* More of the request body: pass it on, unless it breaks the limit. */
+static enum MHD_Result on_body(agpu_http_t *self, struct MHD_Connection *conn, request_t *req,
+                               const char *path, const char *data, size_t *size)
+{
+    if (req->answered) {
+        *size = 0; /* the answer is out; what the client still sends is discarded */
+        return MHD_YES;
+    }
+    if (req->received + *size > self->options.max_body) {
+        *size = 0;
+        agpu_exchange_cancel(req->ex);
+        char message[128];
+        snprintf(message, sizeof message, "request body too large (limit %llu bytes)",
+                 (unsigned long long)self->options.max_body);
+        return answer_error(conn, req, path, MHD_HTTP_CONTENT_TOO_LARGE, message);
+    }
+    agpu_push_t pushed = agpu_exchange_push_body(req->ex, data, *size);
+    if (pushed != AGPU_PUSH_WAIT) {
+        req->received += *size; /* taken, or dropped because the upstream has answered */
+        *size = 0;
+    }
+    return MHD_YES;
+}
+
+/* The body is complete: answer with the upstream's head once it is there. */
+static enum MHD_Result on_complete(agpu_http_t *self, struct MHD_Connection *conn, request_t *req,
+                                   const char *path)
+{
+    if (req->answered)
+        return MHD_YES;
+    if (!req->body_ended) {
+        req->body_ended = true;
+        agpu_exchange_end_body(req->ex);
+    }
+    agpu_response_head_t head;
+    char error[AGPU_ERROR_MAX];
+    switch (agpu_exchange_head(req->ex, &head, error, sizeof error)) {
+    case AGPU_HEAD_WAIT:
+        return MHD_YES; /* suspended until the upstream answers */
+    case AGPU_HEAD_FAILED:
+        agpu_warn("%s: %s", path, error);
+        return answer_error(conn, req, path, MHD_HTTP_BAD_GATEWAY, error);
+    case AGPU_HEAD_READY:
+        break;
+    }
+    return answer_upstream(self, conn, req, &head);
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *path,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_data_size,
+                                  void **req_cls)
+{
+    agpu_http_t *self = cls;
+    request_t *req = *req_cls;
+    if (!req) {
+        req = calloc(1, sizeof *req);
+        if (!req)
+            return MHD_NO;
+        *req_cls = req;
+        return on_headers(self, conn, req, path, method);
+    }
+    if (*upload_data_size > 0)
+        return on_body(self, conn, req, path, upload_data, upload_data_size);
+    return on_complete(self, conn, req, path);
+}
+
+static void on_request_done(void *cls, struct MHD_Connection *conn, void **req_cls,
+                            enum MHD_RequestTerminationCode why)
+{
+    request_t *req = *req_cls;
+    if (!req)
+        return;
+    if (req->ex) {
+        if (why != MHD_REQUEST_TERMINATED_COMPLETED_OK)
+            agpu_debug("request ended early (code %d): cancelling upstream", (int)why);
+        agpu_exchange_cancel(req->ex); /* no-op once the upstream has finished */
+        agpu_exchange_unref(&req->ex);
+    }
+    free(req);
+    *req_cls = NULL;
+}
+
+/* ---- exchange hooks ---- */
+
+static void suspend_front(void *conn)
+{
+    MHD_suspend_connection(conn);
+}
+
+static void resume_front(void *conn)
+{
+    MHD_resume_connection(conn);
+}
+
+static const agpu_exchange_ops_t exchange_ops = {suspend_front, resume_front, agpu_forward_kick};
+
+/* Keeps the path and the query exactly as the client sent them: they are forwarded, and
+ * decoding here would change what the upstream sees (%2F in a model name, '+' in a query). */
+static size_t keep_escaped(void *cls, struct MHD_Connection *conn, char *uri)
+{
+    return strlen(uri);
+}
+
+static void log_mhd(void *cls, const char *fmt, va_list ap)
+{
+    char line[512];
+    vsnprintf(line, sizeof line, fmt, ap);
+    size_t len = strlen(line);
+    while (len && line[len - 1] == '\n')
+        line[--len] = '\0';
+    agpu_debug("libmicrohttpd: %s", line);
+}
+
+/* ---- lifecycle ---- */
+
+static int resolve_listen(const agpu_http_options_t *o, struct sockaddr_storage *addr,
+                          char *error, size_t error_size)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE};
+    struct addrinfo *found = NULL;
+    char port[8];
+    snprintf(port, sizeof port, "%u", (unsigned)o->listen_port);
+    int rc = getaddrinfo(o->listen_host, port, &hints, &found);
+    if (rc != 0 || !found) {
+        snprintf(error, error_size, "cannot resolve listen address %s: %s", o->listen_host,
+                 gai_strerror(rc));
+        return -1;
+    }
+    memcpy(addr, found->ai_addr, found->ai_addrlen);
+    freeaddrinfo(found);
+    return 0;
+}
+
+agpu_http_t *agpu_http_new(const agpu_http_options_t *options, agpu_forward_t *forward,
+                           char *error, size_t error_size)
+{
+    struct sockaddr_storage addr;
+    if (resolve_listen(options, &addr, error, error_size) != 0)
+        return NULL;
+    agpu_http_t *self = calloc(1, sizeof *self);
+    if (!self) {
+        snprintf(error, error_size, "out of memory");
+        return NULL;
+    }
+    self->forward = forward;
+    self->options = *options;
+    self->node_name = strdup(options->node_name);
+    self->upstream = options->upstream ? strdup(options->upstream) : NULL;
+    bool loopback = (addr.ss_family == AF_INET &&
+                     (ntohl(((struct sockaddr_in *)&addr)->sin_addr.s_addr) >> 24) == 127) ||
+                    (addr.ss_family == AF_INET6 &&
+                     IN6_IS_ADDR_LOOPBACK(&((struct sockaddr_in6 *)&addr)->sin6_addr));
+    self->cors = agpu_cors_new(options->origins, loopback);
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+                     MHD_USE_ERROR_LOG | (addr.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0);
+    if (self->node_name && self->cors)
+        self->daemon = MHD_start_daemon(
+            flags, options->listen_port, NULL, NULL, on_request, self,
+            MHD_OPTION_EXTERNAL_LOGGER, log_mhd, self, /* first, so it catches everything */
+            MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
+            MHD_OPTION_THREAD_POOL_SIZE, options->threads,
+            MHD_OPTION_CONNECTION_LIMIT, options->max_connections,
+            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)AGPU_CONNECTION_MEMORY,
+            MHD_OPTION_CONNECTION_TIMEOUT, AGPU_IDLE_TIMEOUT_S,
+            MHD_OPTION_NOTIFY_COMPLETED, on_request_done, self,
+            MHD_OPTION_UNESCAPE_CALLBACK, keep_escaped, self,
+            MHD_OPTION_LISTENING_ADDRESS_REUSE, 1U,
+            MHD_OPTION_END);
+    if (!self->daemon) {
+        snprintf(error, error_size, "cannot listen on %s:%u (address in use or not local?)",
+                 options->listen_host, (unsigned)options->listen_port);
+        agpu_http_destroy(&self);
+        return NULL;
+    }
+    return self;
+}
+
+void agpu_http_quiesce(agpu_http_t *self)
+{
+    atomic_store(&self->closing, true);
+    if (self->daemon)
+        MHD_quiesce_daemon(self->daemon);
+}
+
+void agpu_http_destroy(agpu_http_t **self_p)
+{
+    agpu_http_t *self = *self_p;
+    if (!self)
+        return;
+    *self_p = NULL;
+    if (self->daemon)
+        MHD_stop_daemon(self->daemon);
+    agpu_cors_destroy(&self->cors);
+    free(self->node_name);
+    free(self->upstream);
+    free(self);
+}
