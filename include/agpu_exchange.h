@@ -69,6 +69,10 @@ agpu_head_state_t agpu_exchange_head(agpu_exchange_t *ex, agpu_response_head_t *
 #define AGPU_BODY_BROKEN (-2)
 long agpu_exchange_read_response(agpu_exchange_t *ex, char *out, size_t max);
 
+/* When the upstream has already sent its whole answer and it fits in max bytes, moves it
+ * all to out and returns true: the front can send head and body in one write. */
+bool agpu_exchange_whole_body(agpu_exchange_t *ex, char *out, size_t max, size_t *len);
+
 /* The client is gone: the forwarder drops the upstream request at once. */
 void agpu_exchange_cancel(agpu_exchange_t *ex);
 
@@ -91,7 +95,12 @@ bool agpu_exchange_take_response(agpu_exchange_t *ex, const void *data, size_t l
 #define AGPU_UPLOAD_ABORT (-2)
 long agpu_exchange_give_body(agpu_exchange_t *ex, char *out, size_t max);
 
-/* The upstream transfer ended; error is NULL on success. */
+/* The calls above, made from inside libcurl's callbacks, only note that the front must be
+ * resumed; this resumes it. The forwarder calls it once per batch of callbacks, so bytes that
+ * arrived together (a head and a short body) leave in one send. */
+void agpu_exchange_wake(agpu_exchange_t *ex);
+
+/* The upstream transfer ended; error is NULL on success. Resumes the front at once. */
 void agpu_exchange_finish(agpu_exchange_t *ex, const char *error);
 
 /* What the forwarder should do now after a kick. */

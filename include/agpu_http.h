@@ -5,27 +5,35 @@
 
 #include "agpu_forward.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 
 typedef struct agpu_http agpu_http_t;
 
 typedef struct {
-    const char *listen_host; /* numeric address or name to bind */
-    uint16_t listen_port;
-    unsigned threads;         /* event-loop threads */
-    unsigned max_connections;
+    unsigned max_connections; /* per front door */
     uint64_t max_body;        /* request body bytes; more gets 413 */
     const char *node_name;    /* sent as X-Agpu-Node */
     const char *upstream;     /* base URL of this node's Ollama; NULL: none */
     const char *origins;      /* extra CORS origins, comma-separated (OLLAMA_ORIGINS); may be NULL */
 } agpu_http_options_t;
 
-/* Binds and starts serving. On failure returns NULL and says why in error. Caller owns it. */
-agpu_http_t *agpu_http_new(const agpu_http_options_t *options, agpu_forward_t *forward,
-                           char *error, size_t error_size);
+/* The listening socket every shard's front door accepts from: bound, listening, non-blocking.
+ * Returns it, or -1 with the reason in error. */
+int agpu_http_listen(const char *host, uint16_t port, char *error, size_t error_size);
 
-/* Stops accepting; requests already taken are still answered (new ones on open
- * connections get 503). */
+/* A front door on listen_fd (shared, not owned) whose requests go to forward. It runs in
+ * the caller's event loop: watch agpu_http_epoll_fd() for input, and call agpu_http_run()
+ * when it is readable or agpu_http_timeout_ms() has passed. Caller owns the result. */
+agpu_http_t *agpu_http_new(const agpu_http_options_t *options, int listen_fd,
+                           agpu_forward_t *forward, char *error, size_t error_size);
+int agpu_http_epoll_fd(agpu_http_t *self);
+long agpu_http_timeout_ms(agpu_http_t *self); /* -1: none */
+void agpu_http_run(agpu_http_t *self);
+/* A connection was resumed since the last run: run again before waiting for input. */
+bool agpu_http_pending(agpu_http_t *self);
+
+/* Stops accepting; requests on open connections get 503. */
 void agpu_http_quiesce(agpu_http_t *self);
 
 /* Closes every connection. Every exchange must be finished first (stop the forwarder). */

@@ -12,12 +12,12 @@
 #define AGPU_PIPE_SOFT_CAP (256U * 1024U)
 
 /* Size of the block libmicrohttpd hands the content reader: one read of a stream. */
-#define AGPU_RESPONSE_BLOCK (64U * 1024U)
+#define AGPU_RESPONSE_BLOCK (16U * 1024U)
 
 /* Per-connection memory libmicrohttpd may use for the request line and headers; a request whose
  * headers do not fit gets 431 from libmicrohttpd. Go's net/http allows 1 MiB; 64 KiB is ample for
  * every Ollama client and bounds a slow-loris client's cost. */
-#define AGPU_CONNECTION_MEMORY (64U * 1024U)
+#define AGPU_CONNECTION_MEMORY (32U * 1024U)
 
 /* Upstream response headers we keep (count and total bytes); more is a broken upstream. */
 #define AGPU_MAX_UPSTREAM_HEADERS 64
@@ -29,6 +29,12 @@
 /* Simultaneous client connections (configurable with --max-connections); each costs one fd on
  * each side, so the process raises RLIMIT_NOFILE to fit. */
 #define AGPU_MAX_CONNECTIONS_DEFAULT 10000U
+
+/* Shards (event-loop threads) at most, whatever --threads says. */
+#define AGPU_MAX_SHARDS 256
+
+/* Connections the kernel queues before a shard accepts them (capped by somaxconn). */
+#define AGPU_LISTEN_BACKLOG 4096
 
 /* Connecting to an Ollama on the LAN takes well under a millisecond; 3 s covers a busy host
  * without leaving a client waiting long for a 502 when it is down. --connect-timeout. */
@@ -45,5 +51,42 @@
 #define AGPU_URL_MAX 1024       /* upstream base URL */
 #define AGPU_MAX_SEEDS 64       /* --peer entries */
 #define AGPU_ERROR_MAX 512      /* one error message for a client */
+
+/* The gossip bus (agpu_msg). A decoder rejects (and the mesh counts) any message over one of
+ * these; an encoder refuses to write one, so a sender must trim its state to fit. Lengths are
+ * in bytes, without the terminating NUL. Peer liveness timeouts live beside the state machine
+ * they drive: agpu_peer_timeouts_default in agpu_peer.c. */
+
+/* Largest gossip message. The largest message the limits below allow is about 236 KiB (the
+ * unit tests build it); a real one is 1-3 KiB. Also the ZMQ_MAXMSGSIZE of the gossip SUB
+ * socket, so an oversized message is dropped before it is even read. */
+#define AGPU_MSG_MAX_SIZE (256U * 1024U)
+
+/* Models one node advertises. Busy nodes have tens installed; past this the sender leaves
+ * out the ones it serves least. */
+#define AGPU_MSG_MAX_MODELS 256
+
+/* Peers in one membership digest. Full-mesh gossip is meant for tens to low hundreds of
+ * nodes (design.md); a larger mesh needs the SWIM-style plan, not a larger digest. */
+#define AGPU_MSG_MAX_MEMBERS 256
+
+/* GPUs on one node: 8-GPU servers are common, 16 leaves room. */
+#define AGPU_MSG_MAX_GPUS 16
+
+/* Nesting of msgpack containers, known or unknown: ours go 3 deep (message, model list,
+ * model); the rest is room for fields added later. Bounds the skipper's recursion. */
+#define AGPU_MSG_MAX_DEPTH 16
+
+#define AGPU_MSG_ID_MAX 64                             /* node id: a UUID is 32-36 characters */
+#define AGPU_MSG_ENDPOINT_MAX (AGPU_HOSTPORT_MAX + 16) /* "tcp://" or "http://" + host:port */
+#define AGPU_MSG_MODEL_NAME_MAX 256 /* host/namespace/model:tag; real names are under 100 */
+#define AGPU_MSG_DIGEST_MAX 160     /* "sha256:" + 64 hex is 71; room for a longer hash */
+#define AGPU_MSG_VERSION_MAX 64     /* Ollama's version string, e.g. "0.5.7-rc1" */
+#define AGPU_MSG_GPU_NAME_MAX 128   /* "NVIDIA GeForce RTX 4090 Laptop GPU" and longer */
+
+/* Largest heartbeat interval a peer may advertise. Receivers stretch their timeouts to a
+ * slower peer's heartbeat, so this bounds how long a silent peer can stay alive (about 3 min
+ * at the default ratios). */
+#define AGPU_MSG_HEARTBEAT_MAX_MS 60000U
 
 #endif

@@ -138,8 +138,10 @@ static int set_hostport(loader_t *l, const option_t *o, const char *value, char 
 static int add_peer(loader_t *l, const option_t *o, const char *value, source_t source)
 {
     agpu_config_t *c = l->config;
-    if (l->set_by[o->id] != source)
+    if (l->set_by[o->id] != source) {
         c->peer_count = 0; /* a later source replaces the list */
+        l->set_by[o->id] = source;
+    }
     char host[AGPU_HOSTPORT_MAX];
     uint16_t port;
     if (agpu_url_split_hostport(value, host, sizeof host, &port) != 0)
@@ -258,7 +260,7 @@ static void set_defaults(agpu_config_t *c)
     c->max_body = AGPU_MAX_BODY_DEFAULT;
     c->connect_timeout_ms = AGPU_CONNECT_TIMEOUT_MS_DEFAULT;
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    c->threads = cpus > 0 && cpus <= 64 ? (unsigned)cpus : 2;
+    c->threads = cpus <= 0 ? 2 : cpus > AGPU_MAX_SHARDS ? AGPU_MAX_SHARDS : (unsigned)cpus;
     c->max_connections = AGPU_MAX_CONNECTIONS_DEFAULT;
 }
 
@@ -313,7 +315,7 @@ static int load_file(loader_t *l, const char *path)
 static int load_env(loader_t *l, char *const envp[])
 {
     const char *ollama_host = env_value(envp, "OLLAMA_HOST");
-    if (ollama_host && ollama_host[0] &&
+    if (ollama_host && ollama_host[0] && l->set_by[OPT_OLLAMA] == SRC_DEFAULT &&
         agpu_url_ollama_base(ollama_host, l->config->ollama, sizeof l->config->ollama) != 0)
         return fail(l, "OLLAMA_HOST: '%s' is not an Ollama address", ollama_host);
     for (size_t i = 0; i < OPTION_COUNT; i++) {

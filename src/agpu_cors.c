@@ -2,6 +2,8 @@
  * then its allowed-hosts check for loopback-bound servers). */
 #include "agpu_cors.h"
 
+#include "agpu_limits.h"
+
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <stdio.h>
@@ -10,7 +12,8 @@
 #include <strings.h>
 #include <unistd.h>
 
-#define CORS_MAX_ORIGINS 128
+/* Every entry --origins can hold ("a,b,..." in AGPU_URL_MAX bytes) plus Ollama's 17 defaults. */
+#define CORS_MAX_ORIGINS (AGPU_URL_MAX / 2 + 17)
 #define CORS_ORIGIN_MAX 256
 
 struct agpu_cors {

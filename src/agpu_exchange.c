@@ -45,6 +45,7 @@ struct agpu_exchange {
     bool finished, failed, error_line_sent, canceled;
     char error[AGPU_ERROR_MAX];
     front_wait_t waiting;
+    bool wake_due; /* what the front waits for has happened; agpu_exchange_wake resumes it */
 };
 
 static char *dup_or_null(const char *s)
@@ -125,7 +126,16 @@ static void front_wake_if(agpu_exchange_t *ex, front_wait_t what)
     if (ex->waiting == WAIT_NONE || (what != WAIT_NONE && ex->waiting != what))
         return;
     ex->waiting = WAIT_NONE;
+    ex->wake_due = false;
     ex->ops->resume_front(ex->front);
+}
+
+/* From inside a libcurl callback: note the wake, and let agpu_exchange_wake() do it once the
+ * forwarder has handled every byte that arrived together (a head and its body in one send). */
+static void front_wake_later_if(agpu_exchange_t *ex, front_wait_t what)
+{
+    if (ex->waiting == what)
+        ex->wake_due = true;
 }
 
 /* Called after ex->lock is released: the forwarder may finish the exchange from inside. */
@@ -238,6 +248,16 @@ long agpu_exchange_read_response(agpu_exchange_t *ex, char *out, size_t max)
     return result;
 }
 
+bool agpu_exchange_whole_body(agpu_exchange_t *ex, char *out, size_t max, size_t *len)
+{
+    pthread_mutex_lock(&ex->lock);
+    bool whole = ex->finished && !ex->failed && agpu_pipe_used(&ex->down) <= max;
+    if (whole)
+        *len = agpu_pipe_read(&ex->down, out, max);
+    pthread_mutex_unlock(&ex->lock);
+    return whole;
+}
+
 void agpu_exchange_cancel(agpu_exchange_t *ex)
 {
     pthread_mutex_lock(&ex->lock);
@@ -322,7 +342,7 @@ void agpu_exchange_head_done(agpu_exchange_t *ex)
 {
     pthread_mutex_lock(&ex->lock);
     ex->head_ready = true;
-    front_wake_if(ex, WAIT_HEAD);
+    front_wake_later_if(ex, WAIT_HEAD);
     pthread_mutex_unlock(&ex->lock);
 }
 
@@ -336,7 +356,8 @@ bool agpu_exchange_take_response(agpu_exchange_t *ex, const void *data, size_t l
         ex->recv_paused = true;
         taken = false;
     } else if (agpu_pipe_write(&ex->down, data, len) == 0) {
-        front_wake_if(ex, WAIT_DATA);
+        front_wake_later_if(ex, WAIT_DATA);
+        front_wake_later_if(ex, WAIT_HEAD); /* the head is complete once its body flows */
     } else {
         ex->recv_paused = true; /* out of memory: wait for the client to drain */
         taken = false;
@@ -354,7 +375,7 @@ long agpu_exchange_give_body(agpu_exchange_t *ex, char *out, size_t max)
     } else if (agpu_pipe_used(&ex->up) > 0) {
         result = (long)agpu_pipe_read(&ex->up, out, max);
         if (!agpu_pipe_full(&ex->up))
-            front_wake_if(ex, WAIT_ROOM);
+            front_wake_later_if(ex, WAIT_ROOM);
     } else if (ex->up_eof) {
         result = 0;
     } else {
@@ -374,6 +395,14 @@ void agpu_exchange_finish(agpu_exchange_t *ex, const char *error)
         snprintf(ex->error, sizeof ex->error, "%s", error);
     }
     front_wake_if(ex, WAIT_NONE);
+    pthread_mutex_unlock(&ex->lock);
+}
+
+void agpu_exchange_wake(agpu_exchange_t *ex)
+{
+    pthread_mutex_lock(&ex->lock);
+    if (ex->wake_due)
+        front_wake_if(ex, WAIT_NONE);
     pthread_mutex_unlock(&ex->lock);
 }
 

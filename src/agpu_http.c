@@ -1,6 +1,7 @@
-/* The front door. libmicrohttpd runs a small pool of epoll threads; a connection waiting on
- * its upstream is suspended (it costs no thread and no polling) and resumed by the forwarder
- * when there is something to do, so thousands of open streams need no more threads. */
+/* The front door: one libmicrohttpd daemon per shard, run by the shard's event loop. A
+ * connection waiting on its upstream is suspended (it costs no thread and no polling) and
+ * resumed by the forwarder when there is something to do, so thousands of open streams need
+ * no more threads, and a request never changes thread. */
 #include "agpu_http.h"
 
 #include "agpu_cors.h"
@@ -11,12 +12,13 @@
 
 #include <microhttpd.h>
 #include <netdb.h>
-#include <stdatomic.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 struct agpu_http {
     struct MHD_Daemon *daemon;
@@ -24,16 +26,20 @@ struct agpu_http {
     agpu_cors_t *cors;
     agpu_http_options_t options;
     char *node_name, *upstream;
-    atomic_bool closing;
+    bool closing;
+    bool resumed; /* a connection was resumed since the last agpu_http_run */
 };
 
 /* One request's state, from its first header to its last byte. */
 typedef struct {
+    agpu_http_t *http;
+    struct MHD_Connection *conn;
     agpu_exchange_t *ex;
     const char *origin; /* allowed CORS origin to echo, or NULL */
     uint64_t received;
     bool body_ended;
-    bool answered; /* a response is queued */
+    bool answered;  /* a response is queued */
+    bool delivered; /* that response is the upstream's own */
 } request_t;
 
 static const agpu_exchange_ops_t exchange_ops;
@@ -108,19 +114,30 @@ static void release_upstream_body(void *cls)
 static enum MHD_Result answer_upstream(agpu_http_t *self, struct MHD_Connection *conn,
                                        request_t *req, const agpu_response_head_t *head)
 {
-    uint64_t size = head->content_length >= 0 ? (uint64_t)head->content_length : MHD_SIZE_UNKNOWN;
-    struct MHD_Response *response = MHD_create_response_from_callback(
-        size, AGPU_RESPONSE_BLOCK, read_upstream_body, req->ex, release_upstream_body);
+    /* A short answer that is already complete goes out from a buffer, head and body in one
+     * send; anything else streams through the exchange as it arrives. */
+    char whole[AGPU_RESPONSE_BLOCK];
+    size_t whole_len;
+    struct MHD_Response *response;
+    if (agpu_exchange_whole_body(req->ex, whole, sizeof whole, &whole_len)) {
+        response = MHD_create_response_from_buffer(whole_len, whole, MHD_RESPMEM_MUST_COPY);
+    } else {
+        uint64_t size =
+            head->content_length >= 0 ? (uint64_t)head->content_length : MHD_SIZE_UNKNOWN;
+        response = MHD_create_response_from_callback(size, AGPU_RESPONSE_BLOCK, read_upstream_body,
+                                                     req->ex, release_upstream_body);
+        if (response)
+            agpu_exchange_ref(req->ex); /* the response's, released with it */
+    }
     if (!response)
         return MHD_NO;
-    agpu_exchange_ref(req->ex); /* the response's, released with it */
     for (size_t i = 0; i < head->count; i++)
         MHD_add_response_header(response, head->names[i], head->values[i]);
     MHD_add_response_header(response, "X-Agpu-Node", self->node_name);
     add_common_headers(response, req);
     enum MHD_Result ok = MHD_queue_response(conn, (unsigned)head->status, response);
     MHD_destroy_response(response);
-    req->answered = true;
+    req->answered = req->delivered = true;
     return ok;
 }
 
@@ -210,7 +227,7 @@ static char *upstream_url(agpu_http_t *self, struct MHD_Connection *conn, const 
 }
 
 static agpu_exchange_t *start_exchange(agpu_http_t *self, struct MHD_Connection *conn,
-                                       const char *method, const char *path)
+                                       request_t *req, const char *method, const char *path)
 {
     const char *length = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
     const char *chunked =
@@ -229,7 +246,7 @@ static agpu_exchange_t *start_exchange(agpu_http_t *self, struct MHD_Connection 
             .has_body = body_length > 0 || (chunked && !length),
             .body_length = body_length,
         };
-        ex = agpu_exchange_new(&request, &exchange_ops, conn, self->forward);
+        ex = agpu_exchange_new(&request, &exchange_ops, req, self->forward);
     }
     for (size_t i = 0; i < headers.count; i++)
         free(headers.lines[i]);
@@ -245,7 +262,7 @@ static agpu_exchange_t *start_exchange(agpu_http_t *self, struct MHD_Connection 
 static enum MHD_Result on_headers(agpu_http_t *self, struct MHD_Connection *conn, request_t *req,
                                   const char *path, const char *method)
 {
-    if (atomic_load(&self->closing))
+    if (self->closing)
         return answer_error(conn, req, path, MHD_HTTP_SERVICE_UNAVAILABLE,
                             "agpu is shutting down");
     const char *origin = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin");
@@ -272,7 +289,7 @@ static enum MHD_Result on_headers(agpu_http_t *self, struct MHD_Connection *conn
     if (!self->upstream)
         return answer_error(conn, req, path, MHD_HTTP_BAD_GATEWAY,
                             "this node has no Ollama of its own (--ollama none)");
-    req->ex = start_exchange(self, conn, method, path);
+    req->ex = start_exchange(self, conn, req, method, path);
     if (!req->ex)
         return answer_error(conn, req, path, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
     return MHD_YES;
@@ -337,6 +354,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         req = calloc(1, sizeof *req);
         if (!req)
             return MHD_NO;
+        req->http = self;
+        req->conn = conn;
         *req_cls = req;
         return on_headers(self, conn, req, path, method);
     }
@@ -352,9 +371,12 @@ static void on_request_done(void *cls, struct MHD_Connection *conn, void **req_c
     if (!req)
         return;
     if (req->ex) {
-        if (why != MHD_REQUEST_TERMINATED_COMPLETED_OK)
+        /* A complete answer may be out before libcurl reports the transfer done: leave that
+         * transfer alone, so its connection is kept for the next request. */
+        if (why != MHD_REQUEST_TERMINATED_COMPLETED_OK || !req->delivered) {
             agpu_debug("request ended early (code %d): cancelling upstream", (int)why);
-        agpu_exchange_cancel(req->ex); /* no-op once the upstream has finished */
+            agpu_exchange_cancel(req->ex); /* no-op once the upstream has finished */
+        }
         agpu_exchange_unref(&req->ex);
     }
     free(req);
@@ -363,14 +385,19 @@ static void on_request_done(void *cls, struct MHD_Connection *conn, void **req_c
 
 /* ---- exchange hooks ---- */
 
-static void suspend_front(void *conn)
+static void suspend_front(void *front)
 {
-    MHD_suspend_connection(conn);
+    request_t *req = front;
+    MHD_suspend_connection(req->conn);
 }
 
-static void resume_front(void *conn)
+/* Resumed connections are served by the next agpu_http_run: the shard runs it again at once
+ * when agpu_http_pending() says so. */
+static void resume_front(void *front)
 {
-    MHD_resume_connection(conn);
+    request_t *req = front;
+    MHD_resume_connection(req->conn);
+    req->http->resumed = true;
 }
 
 static const agpu_exchange_ops_t exchange_ops = {suspend_front, resume_front, agpu_forward_kick};
@@ -394,31 +421,48 @@ static void log_mhd(void *cls, const char *fmt, va_list ap)
 
 /* ---- lifecycle ---- */
 
-static int resolve_listen(const agpu_http_options_t *o, struct sockaddr_storage *addr,
-                          char *error, size_t error_size)
+int agpu_http_listen(const char *host, uint16_t port, char *error, size_t error_size)
 {
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_PASSIVE};
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
     struct addrinfo *found = NULL;
-    char port[8];
-    snprintf(port, sizeof port, "%u", (unsigned)o->listen_port);
-    int rc = getaddrinfo(o->listen_host, port, &hints, &found);
+    char service[8];
+    snprintf(service, sizeof service, "%u", (unsigned)port);
+    int rc = getaddrinfo(host, service, &hints, &found);
     if (rc != 0 || !found) {
-        snprintf(error, error_size, "cannot resolve listen address %s: %s", o->listen_host,
+        snprintf(error, error_size, "cannot resolve listen address %s: %s", host,
                  gai_strerror(rc));
         return -1;
     }
-    memcpy(addr, found->ai_addr, found->ai_addrlen);
+    int fd = socket(found->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int on = 1;
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) != 0 ||
+        bind(fd, found->ai_addr, found->ai_addrlen) != 0 || listen(fd, AGPU_LISTEN_BACKLOG) != 0) {
+        snprintf(error, error_size, "cannot listen on %s:%u: %s", host, (unsigned)port,
+                 strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        fd = -1;
+    }
     freeaddrinfo(found);
-    return 0;
+    return fd;
 }
 
-agpu_http_t *agpu_http_new(const agpu_http_options_t *options, agpu_forward_t *forward,
-                           char *error, size_t error_size)
+static bool is_loopback(int listen_fd)
 {
     struct sockaddr_storage addr;
-    if (resolve_listen(options, &addr, error, error_size) != 0)
-        return NULL;
+    socklen_t len = sizeof addr;
+    if (getsockname(listen_fd, (struct sockaddr *)&addr, &len) != 0)
+        return false;
+    if (addr.ss_family == AF_INET)
+        return (ntohl(((struct sockaddr_in *)&addr)->sin_addr.s_addr) >> 24) == 127;
+    return addr.ss_family == AF_INET6 &&
+           IN6_IS_ADDR_LOOPBACK(&((struct sockaddr_in6 *)&addr)->sin6_addr);
+}
+
+agpu_http_t *agpu_http_new(const agpu_http_options_t *options, int listen_fd,
+                           agpu_forward_t *forward, char *error, size_t error_size)
+{
     agpu_http_t *self = calloc(1, sizeof *self);
     if (!self) {
         snprintf(error, error_size, "out of memory");
@@ -428,40 +472,58 @@ agpu_http_t *agpu_http_new(const agpu_http_options_t *options, agpu_forward_t *f
     self->options = *options;
     self->node_name = strdup(options->node_name);
     self->upstream = options->upstream ? strdup(options->upstream) : NULL;
-    bool loopback = (addr.ss_family == AF_INET &&
-                     (ntohl(((struct sockaddr_in *)&addr)->sin_addr.s_addr) >> 24) == 127) ||
-                    (addr.ss_family == AF_INET6 &&
-                     IN6_IS_ADDR_LOOPBACK(&((struct sockaddr_in6 *)&addr)->sin6_addr));
-    self->cors = agpu_cors_new(options->origins, loopback);
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
-                     MHD_USE_ERROR_LOG | (addr.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0);
+    self->cors = agpu_cors_new(options->origins, is_loopback(listen_fd));
+    /* no thread of its own: the shard's loop runs it, beside the forwarder */
+    unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     if (self->node_name && self->cors)
         self->daemon = MHD_start_daemon(
-            flags, options->listen_port, NULL, NULL, on_request, self,
+            flags, 0, NULL, NULL, on_request, self,
             MHD_OPTION_EXTERNAL_LOGGER, log_mhd, self, /* first, so it catches everything */
-            MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
-            MHD_OPTION_THREAD_POOL_SIZE, options->threads,
+            MHD_OPTION_LISTEN_SOCKET, listen_fd,
             MHD_OPTION_CONNECTION_LIMIT, options->max_connections,
             MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)AGPU_CONNECTION_MEMORY,
             MHD_OPTION_CONNECTION_TIMEOUT, AGPU_IDLE_TIMEOUT_S,
             MHD_OPTION_NOTIFY_COMPLETED, on_request_done, self,
             MHD_OPTION_UNESCAPE_CALLBACK, keep_escaped, self,
-            MHD_OPTION_LISTENING_ADDRESS_REUSE, 1U,
             MHD_OPTION_END);
     if (!self->daemon) {
-        snprintf(error, error_size, "cannot listen on %s:%u (address in use or not local?)",
-                 options->listen_host, (unsigned)options->listen_port);
+        snprintf(error, error_size, "cannot start the HTTP front door");
         agpu_http_destroy(&self);
         return NULL;
     }
     return self;
 }
 
+int agpu_http_epoll_fd(agpu_http_t *self)
+{
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(self->daemon, MHD_DAEMON_INFO_EPOLL_FD);
+    return info ? info->epoll_fd : -1;
+}
+
+long agpu_http_timeout_ms(agpu_http_t *self)
+{
+    MHD_UNSIGNED_LONG_LONG timeout;
+    if (MHD_get_timeout(self->daemon, &timeout) != MHD_YES)
+        return -1;
+    return timeout > 60000 ? 60000 : (long)timeout;
+}
+
+void agpu_http_run(agpu_http_t *self)
+{
+    self->resumed = false;
+    MHD_run(self->daemon);
+}
+
+bool agpu_http_pending(agpu_http_t *self)
+{
+    return self->resumed;
+}
+
 void agpu_http_quiesce(agpu_http_t *self)
 {
-    atomic_store(&self->closing, true);
+    self->closing = true;
     if (self->daemon)
-        MHD_quiesce_daemon(self->daemon);
+        MHD_quiesce_daemon(self->daemon); /* gives the shared listening socket back */
 }
 
 void agpu_http_destroy(agpu_http_t **self_p)
@@ -470,8 +532,10 @@ void agpu_http_destroy(agpu_http_t **self_p)
     if (!self)
         return;
     *self_p = NULL;
-    if (self->daemon)
+    if (self->daemon) {
+        MHD_quiesce_daemon(self->daemon); /* the listening socket is not this door's to close */
         MHD_stop_daemon(self->daemon);
+    }
     agpu_cors_destroy(&self->cors);
     free(self->node_name);
     free(self->upstream);

@@ -8,7 +8,7 @@
 /* The error type Ollama's OpenAI layer gives each status. */
 static const char *openai_error_type(int status)
 {
-    if (status == 400 || status == 413)
+    if (status == 400)
         return "invalid_request_error";
     if (status == 404)
         return "not_found_error";

@@ -1,14 +1,14 @@
-/* `agpu serve`: starts the forwarder and the front door, then waits for a signal to stop. */
+/* `agpu serve`: opens the listening socket, starts one shard per thread, waits for a signal. */
 #include "agpu_serve.h"
 
-#include "agpu_forward.h"
-#include "agpu_http.h"
 #include "agpu_log.h"
+#include "agpu_shard.h"
 
 #include <curl/curl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 /* Each client connection and each upstream transfer holds a descriptor. */
 static void raise_fd_limit(unsigned max_connections)
@@ -47,40 +47,38 @@ int agpu_serve(const agpu_config_t *config)
         agpu_error("libcurl failed to initialise");
         return 1;
     }
-    int status = 1;
     char error[256];
-    agpu_forward_t *forward = agpu_forward_new(config->connect_timeout_ms);
+    agpu_shard_t *shards[AGPU_MAX_SHARDS] = {NULL};
+    unsigned count = config->threads < AGPU_MAX_SHARDS ? config->threads : AGPU_MAX_SHARDS;
     agpu_http_options_t http_options = {
-        .listen_host = config->listen_host,
-        .listen_port = config->listen_port,
-        .threads = config->threads,
-        .max_connections = config->max_connections,
+        .max_connections = config->max_connections / count + 1,
         .max_body = config->max_body,
         .node_name = config->name,
         .upstream = config->ollama_none ? NULL : config->ollama,
         .origins = config->origins[0] ? config->origins : NULL,
     };
-    agpu_http_t *http =
-        forward ? agpu_http_new(&http_options, forward, error, sizeof error) : NULL;
-    if (!forward)
-        agpu_error("cannot start the forwarder");
-    else if (!http)
+    int listen_fd = agpu_http_listen(config->listen_host, config->listen_port, error, sizeof error);
+    bool started = listen_fd >= 0;
+    for (unsigned i = 0; started && i < count; i++)
+        started = (shards[i] = agpu_shard_new(&http_options, listen_fd, config->connect_timeout_ms,
+                                              error, sizeof error)) != NULL;
+    int status = 1;
+    if (!started) {
         agpu_error("%s", error);
-    else {
-        agpu_info("agpu %s listening on http://%s:%u (ollama: %s, %u threads)", config->name,
+    } else {
+        agpu_info("agpu %s listening on http://%s:%u (ollama: %s, %u shards)", config->name,
                   config->listen_host, (unsigned)config->listen_port,
-                  config->ollama_none ? "none" : config->ollama, config->threads);
+                  config->ollama_none ? "none" : config->ollama, count);
         int signo = 0;
         while (sigwait(&signals, &signo) == 0 && signo == SIGHUP)
             agpu_info("SIGHUP: nothing to reload yet");
         agpu_info("signal %d: stopping", signo);
         status = 0;
-        agpu_http_quiesce(http);
     }
-    if (forward)
-        agpu_forward_stop(forward); /* finishes every exchange, so no connection stays suspended */
-    agpu_http_destroy(&http);
-    agpu_forward_destroy(&forward);
+    for (unsigned i = 0; i < count; i++)
+        agpu_shard_destroy(&shards[i]);
+    if (listen_fd >= 0)
+        close(listen_fd);
     curl_global_cleanup();
     return status;
 }

@@ -84,8 +84,14 @@ int agpu_url_ollama_base(const char *text, char *out, size_t out_size)
     while (len && isspace((unsigned char)text[len - 1]))
         len--;
     if (len >= 2 && (text[0] == '"' || text[0] == '\'') && text[len - 1] == text[0]) {
-        text++; /* Ollama strips one pair of quotes from its variables */
+        text++; /* Ollama strips one pair of quotes from its variables, then spaces again */
         len -= 2;
+        while (len && isspace((unsigned char)*text)) {
+            text++;
+            len--;
+        }
+        while (len && isspace((unsigned char)text[len - 1]))
+            len--;
     }
     char buf[1024];
     if (copy_span(buf, sizeof buf, text, len))

@@ -1,0 +1,145 @@
+/* A shard's thread: one epoll loop over the front door's epoll descriptor, the forwarder's
+ * upstream sockets and a wake-up descriptor. Its loop, each turn:
+ *   1. wait for a socket, a timer (libmicrohttpd's or libcurl's), or the stop signal;
+ *   2. let libcurl read and write the upstream sockets that are ready;
+ *   3. let libmicrohttpd serve the clients that are ready (this may start exchanges);
+ *   4. let the forwarder act on what the front door asked and wake the clients it answered;
+ *      while it woke some, go back to 3 (a kept-alive upstream can answer at once). */
+#include "agpu_shard.h"
+
+#include "agpu_forward.h"
+#include "agpu_log.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#define SHARD_TAG_HTTP (AGPU_FORWARD_TAG_LIMIT + 1)
+#define SHARD_TAG_WAKE (AGPU_FORWARD_TAG_LIMIT + 2)
+#define SHARD_EVENTS_PER_WAIT 128
+/* Serve-forward rounds in one turn before looking at the sockets again (fairness). */
+#define SHARD_ROUNDS_PER_TURN 4
+/* After a stop, how long the shard keeps running to deliver the error answers. */
+#define SHARD_STOP_FLUSH_MS 200
+
+struct agpu_shard {
+    int epoll_fd, wake_fd;
+    pthread_t thread;
+    bool thread_started;
+    atomic_bool stop;
+    agpu_forward_t *forward;
+    agpu_http_t *http;
+};
+
+static long min_timeout(long a, long b)
+{
+    if (a < 0)
+        return b;
+    if (b < 0)
+        return a;
+    return a < b ? a : b;
+}
+
+/* One turn of the loop; returns after at most max_wait_ms (-1: until something happens). */
+static void shard_turn(agpu_shard_t *self, long max_wait_ms)
+{
+    struct epoll_event events[SHARD_EVENTS_PER_WAIT];
+    long timeout = min_timeout(agpu_http_timeout_ms(self->http),
+                               agpu_forward_timeout_ms(self->forward));
+    timeout = min_timeout(timeout, max_wait_ms);
+    if (agpu_forward_busy(self->forward) || agpu_http_pending(self->http))
+        timeout = 0;
+    int n = epoll_wait(self->epoll_fd, events, SHARD_EVENTS_PER_WAIT,
+                       timeout > 60000 ? 60000 : (int)timeout);
+    for (int i = 0; i < n; i++) {
+        uint64_t tag = events[i].data.u64;
+        if (tag == SHARD_TAG_WAKE) {
+            uint64_t count;
+            ssize_t ignored = read(self->wake_fd, &count, sizeof count);
+            (void)ignored;
+        } else if (tag < AGPU_FORWARD_TAG_LIMIT) {
+            agpu_forward_socket_ready(self->forward, (int)tag, events[i].events);
+        }
+    }
+    agpu_forward_run(self->forward); /* wake clients whose answers arrived */
+    for (int round = 0; round < SHARD_ROUNDS_PER_TURN; round++) {
+        agpu_http_run(self->http);       /* serve clients, resumed ones included */
+        agpu_forward_run(self->forward); /* start what they asked for; wake who got answers */
+        if (!agpu_http_pending(self->http))
+            break;
+    }
+}
+
+static void *shard_thread(void *arg)
+{
+    agpu_shard_t *self = arg;
+    while (!atomic_load(&self->stop))
+        shard_turn(self, -1);
+    agpu_http_quiesce(self->http);
+    agpu_forward_stop(self->forward); /* every exchange ends; their clients get the error */
+    for (int i = 0; i < SHARD_STOP_FLUSH_MS / 10; i++)
+        shard_turn(self, 10);
+    return NULL;
+}
+
+static int watch(int epoll_fd, int fd, uint64_t tag)
+{
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = tag};
+    return epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd, &ev);
+}
+
+agpu_shard_t *agpu_shard_new(const agpu_http_options_t *options, int listen_fd,
+                             unsigned connect_timeout_ms, char *error, size_t error_size)
+{
+    agpu_shard_t *self = calloc(1, sizeof *self);
+    if (!self) {
+        snprintf(error, error_size, "out of memory");
+        return NULL;
+    }
+    self->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+    self->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (self->epoll_fd >= 0 && self->wake_fd >= 0 &&
+        watch(self->epoll_fd, self->wake_fd, SHARD_TAG_WAKE) == 0)
+        self->forward = agpu_forward_new(connect_timeout_ms, self->epoll_fd);
+    if (!self->forward)
+        snprintf(error, error_size, "cannot set up the event loop");
+    else
+        self->http = agpu_http_new(options, listen_fd, self->forward, error, error_size);
+    if (self->http && watch(self->epoll_fd, agpu_http_epoll_fd(self->http), SHARD_TAG_HTTP) == 0 &&
+        pthread_create(&self->thread, NULL, shard_thread, self) == 0) {
+        self->thread_started = true;
+        return self;
+    }
+    if (self->http)
+        snprintf(error, error_size, "cannot start a shard thread");
+    agpu_shard_destroy(&self);
+    return NULL;
+}
+
+void agpu_shard_destroy(agpu_shard_t **self_p)
+{
+    agpu_shard_t *self = *self_p;
+    if (!self)
+        return;
+    *self_p = NULL;
+    if (self->thread_started) {
+        atomic_store(&self->stop, true);
+        uint64_t one = 1;
+        ssize_t ignored = write(self->wake_fd, &one, sizeof one);
+        (void)ignored;
+        pthread_join(self->thread, NULL);
+    }
+    if (self->forward)
+        agpu_forward_stop(self->forward);
+    agpu_http_destroy(&self->http);
+    agpu_forward_destroy(&self->forward);
+    if (self->wake_fd >= 0)
+        close(self->wake_fd);
+    if (self->epoll_fd >= 0)
+        close(self->epoll_fd);
+    free(self);
+}
