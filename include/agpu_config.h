@@ -28,6 +28,9 @@ typedef struct {
     unsigned threads;
     unsigned max_connections;
     char origins[AGPU_URL_MAX]; /* extra CORS origins (OLLAMA_ORIGINS) */
+    char advertise[AGPU_HOSTPORT_MAX]; /* address peers reach this node on; "" = pick one */
+    unsigned slots;                    /* requests the local Ollama runs at once */
+    unsigned heartbeat_ms;
 } agpu_config_t;
 
 /* Fills config from defaults, the config file, the environment (envp: NAME=VALUE strings,

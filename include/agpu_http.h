@@ -16,6 +16,8 @@ typedef struct {
     const char *node_name;    /* sent as X-Agpu-Node */
     const char *upstream;     /* base URL of this node's Ollama; NULL: none */
     const char *origins;      /* extra CORS origins, comma-separated (OLLAMA_ORIGINS); may be NULL */
+    struct agpu_mesh *mesh;   /* the mesh: its view answers /agpu/v1/peers; may be NULL */
+    struct agpu_watch *watch; /* kicked after requests that change models; may be NULL */
 } agpu_http_options_t;
 
 /* The listening socket every shard's front door accepts from: bound, listening, non-blocking.

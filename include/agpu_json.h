@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 typedef enum {
     AGPU_ERROR_OLLAMA, /* {"error":"msg"} */
@@ -17,5 +18,10 @@ size_t agpu_json_error(char *out, size_t size, agpu_error_style_t style, int sta
 
 /* The style a client of this path expects: OpenAI's under /v1/, Ollama's elsewhere. */
 agpu_error_style_t agpu_json_error_style(const char *path);
+
+/* The /agpu/v1/peers answer for a mesh snapshot (now_ms: the monotonic clock, for
+ * last_seen_ms). Caller frees the result; NULL when out of memory. */
+struct agpu_view;
+char *agpu_json_peers(const struct agpu_view *view, int64_t now_ms);
 
 #endif

@@ -1,8 +1,11 @@
 /* agpu: every machine runs it beside its Ollama; together the nodes serve one Ollama API. */
 #include "config.h"
 
+#include "agpu_cli.h"
 #include "agpu_config.h"
 #include "agpu_serve.h"
+
+#include <curl/curl.h>
 
 #include <stdio.h>
 #include <string.h>
@@ -14,6 +17,7 @@ static void usage(FILE *out)
     fprintf(out, "Usage: agpu COMMAND [OPTIONS]\n\n"
                  "Commands:\n"
                  "  serve      run a node: serve the Ollama API here and join the mesh\n"
+                 "  peers      show the mesh as a node sees it\n"
                  "  version    print the version\n"
                  "  help       show this help\n\n"
                  "Run 'agpu serve --help' for the node's options.\n");
@@ -36,6 +40,12 @@ int main(int argc, char *argv[])
     const char *command = argc > 1 ? argv[1] : "help";
     if (strcmp(command, "serve") == 0)
         return run_serve(argc - 2, argv + 2);
+    if (strcmp(command, "peers") == 0) {
+        curl_global_init(CURL_GLOBAL_DEFAULT);
+        int status = agpu_cli_peers(argc - 2, argv + 2);
+        curl_global_cleanup();
+        return status;
+    }
     if (strcmp(command, "version") == 0 || strcmp(command, "--version") == 0) {
         printf("agpu %s\n", PACKAGE_VERSION);
         return 0;

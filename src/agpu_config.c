@@ -13,7 +13,7 @@
 
 typedef enum { OPT_LISTEN, OPT_OLLAMA, OPT_GOSSIP, OPT_PEER, OPT_NAME, OPT_NO_MDNS, OPT_CONFIG,
                OPT_VERBOSE, OPT_MAX_BODY, OPT_CONNECT_TIMEOUT, OPT_THREADS, OPT_MAX_CONNECTIONS,
-               OPT_ORIGINS, OPT_HELP } option_id_t;
+               OPT_ORIGINS, OPT_ADVERTISE, OPT_SLOTS, OPT_HEARTBEAT, OPT_HELP } option_id_t;
 
 typedef struct {
     option_id_t id;
@@ -48,6 +48,13 @@ static const option_t options[] = {
      "most client connections open at once (default 10000)"},
     {OPT_ORIGINS, "origins", 0, "OLLAMA_ORIGINS", "LIST",
      "extra allowed CORS origins, comma-separated, as Ollama's OLLAMA_ORIGINS"},
+    {OPT_ADVERTISE, "advertise", 0, "AGPU_ADVERTISE", "HOST",
+     "the address peers reach this node on (default: the listen address, or this host's "
+     "first LAN address when listening on all)"},
+    {OPT_SLOTS, "slots", 0, "AGPU_SLOTS", "N",
+     "requests this node's Ollama runs at once per model (default: OLLAMA_NUM_PARALLEL, else 1)"},
+    {OPT_HEARTBEAT, "heartbeat", 0, "AGPU_HEARTBEAT", "MS",
+     "how often this node tells the mesh its state (default 1000)"},
     {OPT_HELP, "help", 'h', NULL, NULL, "show this help"},
 };
 #define OPTION_COUNT (sizeof options / sizeof options[0])
@@ -229,6 +236,21 @@ static int set_option(loader_t *l, const option_t *o, const char *value, source_
         if (copy_text(c->origins, sizeof c->origins, value) != 0)
             rc = fail(l, "--origins: list too long");
         break;
+    case OPT_ADVERTISE:
+        if (value[0] == '\0' || strchr(value, ' ') ||
+            copy_text(c->advertise, sizeof c->advertise, value) != 0)
+            rc = fail(l, "--advertise: '%s' is not a host name or address", value);
+        break;
+    case OPT_SLOTS:
+        if (parse_uint(value, 1024, &n) || n == 0)
+            return fail(l, "--slots: '%s' is not 1..1024", value);
+        c->slots = (unsigned)n;
+        break;
+    case OPT_HEARTBEAT:
+        if (parse_uint(value, 60000, &n) || n < 100)
+            return fail(l, "--heartbeat: '%s' is not 100..60000 milliseconds", value);
+        c->heartbeat_ms = (unsigned)n;
+        break;
     case OPT_HELP:
         break;
     }
@@ -262,6 +284,8 @@ static void set_defaults(agpu_config_t *c)
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     c->threads = cpus <= 0 ? 2 : cpus > AGPU_MAX_SHARDS ? AGPU_MAX_SHARDS : (unsigned)cpus;
     c->max_connections = AGPU_MAX_CONNECTIONS_DEFAULT;
+    c->slots = 1;
+    c->heartbeat_ms = 1000;
 }
 
 static const char *env_value(char *const envp[], const char *name)
@@ -318,6 +342,11 @@ static int load_env(loader_t *l, char *const envp[])
     if (ollama_host && ollama_host[0] && l->set_by[OPT_OLLAMA] == SRC_DEFAULT &&
         agpu_url_ollama_base(ollama_host, l->config->ollama, sizeof l->config->ollama) != 0)
         return fail(l, "OLLAMA_HOST: '%s' is not an Ollama address", ollama_host);
+    unsigned long long parallel;
+    const char *num_parallel = env_value(envp, "OLLAMA_NUM_PARALLEL");
+    if (num_parallel && parse_uint(num_parallel, 1024, &parallel) == 0 && parallel > 0 &&
+        l->set_by[OPT_SLOTS] == SRC_DEFAULT)
+        l->config->slots = (unsigned)parallel;
     for (size_t i = 0; i < OPTION_COUNT; i++) {
         const char *value = options[i].env ? env_value(envp, options[i].env) : NULL;
         if (value && options[i].id != OPT_CONFIG && set_option(l, &options[i], value, SRC_ENV))

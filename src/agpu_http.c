@@ -9,6 +9,8 @@
 #include "agpu_json.h"
 #include "agpu_limits.h"
 #include "agpu_log.h"
+#include "agpu_mesh.h"
+#include "agpu_watch.h"
 
 #include <microhttpd.h>
 #include <netdb.h>
@@ -18,6 +20,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 struct agpu_http {
@@ -40,6 +43,8 @@ typedef struct {
     bool body_ended;
     bool answered;  /* a response is queued */
     bool delivered; /* that response is the upstream's own */
+    bool counted;   /* counted in the mesh's in-flight requests */
+    bool may_change_models; /* the local Ollama's model lists may differ after it */
 } request_t;
 
 static const agpu_exchange_ops_t exchange_ops;
@@ -256,6 +261,48 @@ static agpu_exchange_t *start_exchange(agpu_http_t *self, struct MHD_Connection 
     return ex;
 }
 
+/* ---- agpu's own API ---- */
+
+static int64_t monotonic_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Requests after which Ollama's model lists (installed or loaded) may have changed. */
+static bool may_change_models(const char *path)
+{
+    static const char *const paths[] = {"/api/pull", "/api/create", "/api/copy", "/api/delete",
+                                        "/api/generate", "/api/chat", "/api/embed",
+                                        "/api/embeddings", "/v1/chat/completions",
+                                        "/v1/completions", "/v1/embeddings", NULL};
+    for (size_t i = 0; paths[i]; i++)
+        if (strcmp(path, paths[i]) == 0)
+            return true;
+    return false;
+}
+
+/* /agpu/...: what this node knows of the mesh. */
+static enum MHD_Result answer_agpu_api(agpu_http_t *self, struct MHD_Connection *conn,
+                                       request_t *req, const char *path, const char *method)
+{
+    if (strcmp(path, "/agpu/v1/peers") != 0)
+        return answer_error(conn, req, path, MHD_HTTP_NOT_FOUND, "no such agpu endpoint");
+    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
+        return answer_error(conn, req, path, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed");
+    agpu_view_t *view = self->options.mesh ? agpu_mesh_view(self->options.mesh) : NULL;
+    char *body = view ? agpu_json_peers(view, monotonic_ms()) : NULL;
+    agpu_view_unref(&view);
+    if (!body)
+        return answer_error(conn, req, path, MHD_HTTP_SERVICE_UNAVAILABLE,
+                            "this node is not in a mesh");
+    enum MHD_Result ok =
+        answer(conn, req, MHD_HTTP_OK, "application/json; charset=utf-8", body, strlen(body));
+    free(body);
+    return ok;
+}
+
 /* ---- the request handler ---- */
 
 /* A request's first call: its headers are in. Either answer now or start the exchange. */
@@ -279,6 +326,8 @@ static enum MHD_Result on_headers(agpu_http_t *self, struct MHD_Connection *conn
     case AGPU_CORS_PASS:
         break;
     }
+    if (strncmp(path, "/agpu/", 6) == 0)
+        return answer_agpu_api(self, conn, req, path, method);
     const char *length = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
     if (length && strtoull(length, NULL, 10) > self->options.max_body) {
         char message[128];
@@ -292,6 +341,11 @@ static enum MHD_Result on_headers(agpu_http_t *self, struct MHD_Connection *conn
     req->ex = start_exchange(self, conn, req, method, path);
     if (!req->ex)
         return answer_error(conn, req, path, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+    req->may_change_models = may_change_models(path);
+    if (self->options.mesh) {
+        agpu_mesh_count_request(self->options.mesh, +1);
+        req->counted = true;
+    }
     return MHD_YES;
 }
 
@@ -379,6 +433,10 @@ static void on_request_done(void *cls, struct MHD_Connection *conn, void **req_c
         }
         agpu_exchange_unref(&req->ex);
     }
+    if (req->counted)
+        agpu_mesh_count_request(req->http->options.mesh, -1);
+    if (req->may_change_models && req->http->options.watch)
+        agpu_watch_kick(req->http->options.watch);
     free(req);
     *req_cls = NULL;
 }

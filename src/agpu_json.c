@@ -2,6 +2,8 @@
  * so any message is escaped correctly). */
 #include "agpu_json.h"
 
+#include "agpu_view.h"
+
 #include <jansson.h>
 #include <string.h>
 
@@ -37,4 +39,36 @@ size_t agpu_json_error(char *out, size_t size, agpu_error_style_t style, int sta
 agpu_error_style_t agpu_json_error_style(const char *path)
 {
     return strncmp(path, "/v1/", 4) == 0 ? AGPU_ERROR_OPENAI : AGPU_ERROR_OLLAMA;
+}
+
+static json_t *names(const agpu_view_peer_t *p, bool loaded_only)
+{
+    json_t *list = json_array();
+    for (size_t i = 0; list && i < p->n_models; i++)
+        if (!loaded_only || p->models[i].loaded)
+            json_array_append_new(list, json_string(p->models[i].name));
+    return list;
+}
+
+char *agpu_json_peers(const agpu_view_t *view, int64_t now_ms)
+{
+    json_t *peers = json_array();
+    for (size_t i = 0; peers && i < agpu_view_count(view); i++) {
+        const agpu_view_peer_t *p = agpu_view_peer(view, i);
+        int64_t age = now_ms - p->last_seen_ms;
+        json_array_append_new(
+            peers, json_pack("{s:s, s:s, s:b, s:s, s:s, s:s, s:s, s:o, s:o, s:I, s:I, s:I, s:I,"
+                             " s:b, s:s}",
+                             "id", p->id, "name", p->name, "self", p->self, "state",
+                             agpu_peer_state_name(p->state), "http", p->http, "gossip", p->gossip,
+                             "ollama", agpu_view_ollama_name(p->ollama), "models", names(p, false),
+                             "loaded", names(p, true), "inflight", (json_int_t)p->in_flight,
+                             "capacity", (json_int_t)p->capacity, "queued", (json_int_t)p->queued,
+                             "last_seen_ms", (json_int_t)(p->self || age < 0 ? 0 : age), "draining",
+                             p->draining, "ollama_version", p->ollama_version));
+    }
+    json_t *root = json_pack("{s:s, s:o}", "self", agpu_view_self_id(view), "peers", peers);
+    char *text = root ? json_dumps(root, JSON_COMPACT) : NULL;
+    json_decref(root);
+    return text;
 }

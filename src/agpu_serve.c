@@ -1,10 +1,17 @@
-/* `agpu serve`: opens the listening socket, starts one shard per thread, waits for a signal. */
+/* `agpu serve`: opens the listening socket, joins the mesh, starts the Ollama watcher and one
+ * shard per thread, then waits for a signal. */
 #include "agpu_serve.h"
 
+#include "agpu_identity.h"
 #include "agpu_log.h"
+#include "agpu_mesh.h"
 #include "agpu_shard.h"
+#include "agpu_watch.h"
 
 #include <curl/curl.h>
+#include <sodium.h>
+#include <string.h>
+#include <time.h>
 #include <signal.h>
 #include <stdio.h>
 #include <sys/resource.h>
@@ -37,34 +44,104 @@ static void block_signals(sigset_t *set)
     signal(SIGPIPE, SIG_IGN);
 }
 
-int agpu_serve(const agpu_config_t *config)
+/* The mesh settings of this node: who it is, where peers reach it, whom it dials first. */
+static agpu_mesh_t *start_mesh(const agpu_config_t *config, char *error, size_t error_size)
 {
-    agpu_log_set_level(config->verbose ? AGPU_LOG_DEBUG : AGPU_LOG_INFO);
-    sigset_t signals;
-    block_signals(&signals);
-    raise_fd_limit(config->max_connections);
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-        agpu_error("libcurl failed to initialise");
-        return 1;
+    char id[AGPU_ID_LEN + 1], address[AGPU_HOSTPORT_MAX];
+    agpu_identity_id(config->name, config->listen_port, id);
+    if (agpu_identity_address(config->listen_host, config->advertise, address, sizeof address)) {
+        snprintf(error, error_size, "cannot choose an address to advertise (--advertise)");
+        return NULL;
     }
-    char error[256];
-    agpu_shard_t *shards[AGPU_MAX_SHARDS] = {NULL};
-    unsigned count = config->threads < AGPU_MAX_SHARDS ? config->threads : AGPU_MAX_SHARDS;
+    bool v6 = strchr(address, ':') != NULL;
+    char bind[AGPU_HOSTPORT_MAX + 16], gossip[AGPU_MSG_ENDPOINT_MAX + 1],
+        http[AGPU_MSG_ENDPOINT_MAX + 1];
+    snprintf(bind, sizeof bind, "tcp://%s%s%s:%u", strchr(config->gossip_host, ':') ? "[" : "",
+             config->gossip_host, strchr(config->gossip_host, ':') ? "]" : "",
+             (unsigned)config->gossip_port);
+    snprintf(gossip, sizeof gossip, "tcp://%s%s%s:%u", v6 ? "[" : "", address, v6 ? "]" : "",
+             (unsigned)config->gossip_port);
+    snprintf(http, sizeof http, "http://%s%s%s:%u", v6 ? "[" : "", address, v6 ? "]" : "",
+             (unsigned)config->listen_port);
+    char seeds[AGPU_MAX_SEEDS][AGPU_HOSTPORT_MAX + 8];
+    const char *seed_list[AGPU_MAX_SEEDS];
+    for (size_t i = 0; i < config->peer_count; i++) {
+        snprintf(seeds[i], sizeof seeds[i], "tcp://%s", config->peers[i]);
+        seed_list[i] = seeds[i];
+    }
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    agpu_peer_timeouts_t timeouts = agpu_peer_timeouts_default;
+    if (config->heartbeat_ms != timeouts.heartbeat_ms) {
+        /* every liveness timeout keeps its ratio to the heartbeat */
+        int64_t hb = config->heartbeat_ms;
+        timeouts = (agpu_peer_timeouts_t){hb, hb / 20, hb / 10, hb * 2, hb * 28 / 10, hb * 5,
+                                          timeouts.forget_ms > hb * 60 ? timeouts.forget_ms
+                                                                       : hb * 60};
+    }
+    agpu_mesh_options_t options = {
+        .id = id,
+        .name = config->name,
+        .incarnation = (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000,
+        .bind = bind,
+        .gossip_endpoint = gossip,
+        .http_endpoint = http,
+        .seeds = seed_list,
+        .n_seeds = config->peer_count,
+        .slots = config->ollama_none ? 0 : config->slots,
+        .timeouts = timeouts,
+    };
+    agpu_mesh_t *mesh = agpu_mesh_new(&options, error, error_size);
+    if (mesh)
+        agpu_info("mesh: node %s (%s), gossip %s, advertised %s", config->name, id, bind, gossip);
+    return mesh;
+}
+
+/* Shards accept from one listening socket; each runs a front door and a forwarder. */
+static int start_shards(const agpu_config_t *config, agpu_mesh_t *mesh, agpu_watch_t *watch,
+                        int listen_fd, agpu_shard_t **shards, unsigned count, char *error,
+                        size_t error_size)
+{
     agpu_http_options_t http_options = {
         .max_connections = config->max_connections / count + 1,
         .max_body = config->max_body,
         .node_name = config->name,
         .upstream = config->ollama_none ? NULL : config->ollama,
         .origins = config->origins[0] ? config->origins : NULL,
+        .mesh = mesh,
+        .watch = watch,
     };
+    for (unsigned i = 0; i < count; i++)
+        if (!(shards[i] = agpu_shard_new(&http_options, listen_fd, config->connect_timeout_ms,
+                                         error, error_size)))
+            return -1;
+    return 0;
+}
+
+int agpu_serve(const agpu_config_t *config)
+{
+    agpu_log_set_level(config->verbose ? AGPU_LOG_DEBUG : AGPU_LOG_INFO);
+    sigset_t signals;
+    block_signals(&signals);
+    raise_fd_limit(config->max_connections);
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK || sodium_init() < 0) {
+        agpu_error("libcurl or libsodium failed to initialise");
+        return 1;
+    }
+    char error[512] = "";
+    agpu_shard_t *shards[AGPU_MAX_SHARDS] = {NULL};
+    unsigned count = config->threads < AGPU_MAX_SHARDS ? config->threads : AGPU_MAX_SHARDS;
+    agpu_watch_t *watch = NULL;
     int listen_fd = agpu_http_listen(config->listen_host, config->listen_port, error, sizeof error);
-    bool started = listen_fd >= 0;
-    for (unsigned i = 0; started && i < count; i++)
-        started = (shards[i] = agpu_shard_new(&http_options, listen_fd, config->connect_timeout_ms,
-                                              error, sizeof error)) != NULL;
+    agpu_mesh_t *mesh = listen_fd >= 0 ? start_mesh(config, error, sizeof error) : NULL;
+    if (mesh && !config->ollama_none)
+        watch = agpu_watch_new(config->ollama, mesh);
+    bool started = mesh && (config->ollama_none || watch) &&
+                   start_shards(config, mesh, watch, listen_fd, shards, count, error,
+                                sizeof error) == 0;
     int status = 1;
     if (!started) {
-        agpu_error("%s", error);
+        agpu_error("%s", error[0] ? error : "cannot start");
     } else {
         agpu_info("agpu %s listening on http://%s:%u (ollama: %s, %u shards)", config->name,
                   config->listen_host, (unsigned)config->listen_port,
@@ -72,11 +149,13 @@ int agpu_serve(const agpu_config_t *config)
         int signo = 0;
         while (sigwait(&signals, &signo) == 0 && signo == SIGHUP)
             agpu_info("SIGHUP: nothing to reload yet");
-        agpu_info("signal %d: stopping", signo);
+        agpu_info("signal %d: leaving the mesh and stopping", signo);
         status = 0;
     }
+    agpu_mesh_destroy(&mesh); /* goodbye first: peers stop sending work here at once */
     for (unsigned i = 0; i < count; i++)
         agpu_shard_destroy(&shards[i]);
+    agpu_watch_destroy(&watch);
     if (listen_fd >= 0)
         close(listen_fd);
     curl_global_cleanup();

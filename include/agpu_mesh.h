@@ -1,0 +1,55 @@
+/* The mesh: this node's view of every other node, kept by one actor thread that owns the
+ * gossip sockets, the peer table and every timer. Other threads talk to it through the
+ * functions below and read its published snapshot (agpu_view) without waiting for it. */
+#ifndef AGPU_MESH_H
+#define AGPU_MESH_H
+
+#include "agpu_msg.h"
+#include "agpu_peer.h"
+#include "agpu_view.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct agpu_mesh agpu_mesh_t;
+
+typedef struct {
+    const char *id;              /* this node's stable id */
+    const char *name;
+    uint64_t incarnation;        /* grows on every start */
+    const char *bind;            /* "tcp://HOST:PORT" the gossip socket binds */
+    const char *gossip_endpoint; /* "tcp://ADDR:PORT" peers reach it on */
+    const char *http_endpoint;   /* "http://ADDR:PORT" peers forward to */
+    const char *const *seeds;    /* "tcp://HOST:PORT" of seed nodes */
+    size_t n_seeds;
+    uint32_t slots;              /* requests the local Ollama runs at once; 0: no Ollama */
+    agpu_peer_timeouts_t timeouts;
+} agpu_mesh_options_t;
+
+/* Binds the gossip socket and starts the actor. NULL with the reason in error on failure.
+ * Caller owns the result. */
+agpu_mesh_t *agpu_mesh_new(const agpu_mesh_options_t *options, char *error, size_t error_size);
+
+/* Says goodbye to every peer (so they drop this node at once) and stops. */
+void agpu_mesh_destroy(agpu_mesh_t **self_p);
+
+/* A node was seen at this gossip endpoint (mDNS, a seed): connect to it. Any thread. */
+void agpu_mesh_add_endpoint(agpu_mesh_t *self, const char *gossip_endpoint);
+
+/* What the local Ollama answered last (models: its installed models, loaded flagged).
+ * Strings and the array are copied. Any thread. */
+void agpu_mesh_set_local(agpu_mesh_t *self, bool ollama_up, const char *ollama_version,
+                         const agpu_msg_model_t *models, size_t n_models);
+
+/* One request more (+1) or fewer (-1) in flight through this node's Ollama. Any thread,
+ * lock-free; peers hear of it within the debounce delay. */
+void agpu_mesh_count_request(agpu_mesh_t *self, int delta);
+
+/* The current snapshot, with a reference the caller drops with agpu_view_unref. */
+agpu_view_t *agpu_mesh_view(agpu_mesh_t *self);
+
+/* Gossip messages dropped as undecodable since start (for tests and metrics). */
+uint64_t agpu_mesh_dropped(agpu_mesh_t *self);
+
+#endif

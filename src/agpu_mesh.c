@@ -1,0 +1,606 @@
+/* The mesh actor. One thread owns the gossip sockets (czmq), the peer table and every timer,
+ * and is the only writer of mesh state; it publishes an immutable snapshot after each change.
+ *
+ * Transport: each node binds one PULL socket (its gossip endpoint) and keeps one PUSH socket
+ * ("link") per known endpoint. Push/pull rather than pub/sub because a new node must be
+ * heard by the seed it dials: with pub/sub the seed would never learn of a subscriber. A STATE
+ * goes out on every heartbeat, at once on a new link, and, debounced, when the load changes;
+ * its membership digest makes one seed or one mDNS sighting enough to learn the whole mesh. */
+#include "agpu_mesh.h"
+
+#include "agpu_log.h"
+
+#include <czmq.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/eventfd.h>
+
+/* Messages a link queues for a peer that is slow or away; newer ones are dropped after. */
+#define MESH_LINK_HWM 16
+/* How long a closing link may take to deliver our GOODBYE. */
+#define MESH_GOODBYE_LINGER_MS 300
+
+/* A request from another thread, queued for the actor. */
+typedef struct command {
+    struct command *next;
+    enum { CMD_ENDPOINT, CMD_LOCAL } kind;
+    char *endpoint;
+    bool ollama_up;
+    char *version;
+    agpu_msg_model_t *models;
+    size_t n_models;
+} command_t;
+
+struct agpu_mesh {
+    zactor_t *actor;
+    agpu_mesh_options_t options; /* strings copied below */
+    char *id, *name, *bind, *gossip_endpoint, *http_endpoint, **seeds;
+    int wake_fd;
+    pthread_mutex_t lock; /* guards queue and view */
+    command_t *queue_head, *queue_tail;
+    agpu_view_t *view;
+    atomic_int in_flight;
+    atomic_bool load_changed;
+    atomic_uint_fast64_t dropped;
+    char error[256];
+};
+
+/* The actor's own state: touched by the actor thread only. */
+typedef struct {
+    agpu_mesh_t *mesh;
+    zsock_t *pipe, *inbound;
+    zhashx_t *links; /* endpoint -> zsock_t * (PUSH) */
+    zhashx_t *peers; /* id -> agpu_peer_t * */
+    uint64_t seq;
+    bool ollama_up;
+    char *version;
+    agpu_msg_model_t *models;
+    size_t n_models;
+    int last_in_flight;
+    int64_t next_heartbeat, next_tick, state_due;
+    bool view_dirty;
+    uint8_t *buf;
+} actor_t;
+
+/* ---- small helpers ---- */
+
+static void free_models(agpu_msg_model_t *models, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free((char *)models[i].name);
+        free((char *)models[i].digest);
+    }
+    free(models);
+}
+
+static void command_free(command_t *cmd)
+{
+    free(cmd->endpoint);
+    free(cmd->version);
+    free_models(cmd->models, cmd->n_models);
+    free(cmd);
+}
+
+static void enqueue(agpu_mesh_t *self, command_t *cmd)
+{
+    pthread_mutex_lock(&self->lock);
+    if (self->queue_tail)
+        self->queue_tail->next = cmd;
+    else
+        self->queue_head = cmd;
+    self->queue_tail = cmd;
+    pthread_mutex_unlock(&self->lock);
+    uint64_t one = 1;
+    ssize_t ignored = write(self->wake_fd, &one, sizeof one);
+    (void)ignored;
+}
+
+static void destroy_link(void **item)
+{
+    zsock_t *sock = *item;
+    zsock_destroy(&sock);
+    *item = NULL;
+}
+
+static void destroy_peer(void **item)
+{
+    agpu_peer_t *peer = *item;
+    agpu_peer_destroy(&peer);
+    *item = NULL;
+}
+
+static bool is_seed(actor_t *a, const char *endpoint)
+{
+    for (size_t i = 0; i < a->mesh->options.n_seeds; i++)
+        if (strcmp(a->mesh->seeds[i], endpoint) == 0)
+            return true;
+    return false;
+}
+
+/* ---- sending ---- */
+
+/* Our STATE: local models and load, and the digest of the peers we hear from. */
+static size_t encode_state(actor_t *a, uint64_t seq, agpu_msg_member_t *members,
+                           size_t max_members)
+{
+    agpu_mesh_t *m = a->mesh;
+    size_t n_members = 0;
+    for (agpu_peer_t *p = zhashx_first(a->peers); p && n_members < max_members;
+         p = zhashx_next(a->peers)) {
+        agpu_peer_state_t s = agpu_peer_state(p);
+        if ((s == AGPU_PEER_ALIVE || s == AGPU_PEER_SUSPECT) && agpu_peer_gossip_endpoint(p)[0])
+            members[n_members++] = (agpu_msg_member_t){agpu_peer_id(p),
+                                                       agpu_peer_gossip_endpoint(p),
+                                                       agpu_peer_incarnation(p)};
+    }
+    agpu_msg_t msg = {.kind = AGPU_MSG_STATE, .id = m->id, .incarnation = m->options.incarnation};
+    int in_flight = atomic_load(&m->in_flight);
+    agpu_msg_model_t *models = a->models;
+    msg.state = (agpu_msg_state_t){
+        .seq = seq,
+        .name = m->name,
+        .gossip_endpoint = m->gossip_endpoint,
+        .http_endpoint = m->http_endpoint,
+        .heartbeat_ms = (uint32_t)m->options.timeouts.heartbeat_ms,
+        .ollama_up = a->ollama_up,
+        .ollama_version = a->version ? a->version : "",
+        .slots = m->options.slots,
+        .n_models = a->n_models,
+        .models = models,
+        .n_members = n_members,
+        .members = members,
+    };
+    /* in flight per model is not known yet: the node's total rides on its first loaded model */
+    for (size_t i = 0; i < a->n_models; i++)
+        models[i].in_flight = 0;
+    for (size_t i = 0; i < a->n_models && in_flight > 0; i++)
+        if (models[i].loaded || i + 1 == a->n_models) {
+            models[i].in_flight = (uint32_t)in_flight;
+            break;
+        }
+    size_t len = 0;
+    int rc = agpu_msg_encode(&msg, a->buf, AGPU_MSG_MAX_SIZE, &len);
+    if (rc != AGPU_MSG_OK) {
+        agpu_warn("cannot encode our state: %s", agpu_msg_error_name(rc));
+        return 0;
+    }
+    return len;
+}
+
+/* The STATE to send now (each one sent gets the next sequence number). */
+static size_t current_state(actor_t *a)
+{
+    agpu_msg_member_t members[AGPU_MSG_MAX_MEMBERS];
+    return encode_state(a, ++a->seq, members, AGPU_MSG_MAX_MEMBERS);
+}
+
+static void send_on(zsock_t *link, const uint8_t *buf, size_t len)
+{
+    zmq_send(zsock_resolve(link), buf, len, ZMQ_DONTWAIT); /* a full link drops it */
+}
+
+static void broadcast_state(actor_t *a, int64_t now)
+{
+    size_t len = current_state(a);
+    if (len == 0)
+        return;
+    for (zsock_t *link = zhashx_first(a->links); link; link = zhashx_next(a->links))
+        send_on(link, a->buf, len);
+    a->next_heartbeat = now + a->mesh->options.timeouts.heartbeat_ms;
+    a->state_due = -1;
+    a->view_dirty = true; /* our own entry changed with it */
+}
+
+/* A link to endpoint, made (and greeted with our STATE) if it is new. */
+static void ensure_link(actor_t *a, const char *endpoint)
+{
+    if (!endpoint[0] || strcmp(endpoint, a->mesh->gossip_endpoint) == 0 ||
+        zhashx_lookup(a->links, endpoint))
+        return;
+    zsock_t *link = zsock_new(ZMQ_PUSH);
+    if (!link)
+        return;
+    zsock_set_sndhwm(link, MESH_LINK_HWM);
+    zsock_set_linger(link, 0);
+    zsock_set_maxmsgsize(link, AGPU_MSG_MAX_SIZE);
+    if (zsock_connect(link, "%s", endpoint) != 0) {
+        agpu_warn("cannot connect to gossip endpoint %s", endpoint);
+        zsock_destroy(&link);
+        return;
+    }
+    zhashx_insert(a->links, endpoint, link);
+    agpu_debug("linked to %s", endpoint);
+    size_t len = current_state(a);
+    if (len)
+        send_on(link, a->buf, len);
+}
+
+/* Drops the link to endpoint unless a seed or a remaining peer still uses it. */
+static void release_link(actor_t *a, const char *endpoint)
+{
+    if (is_seed(a, endpoint))
+        return;
+    for (agpu_peer_t *p = zhashx_first(a->peers); p; p = zhashx_next(a->peers))
+        if (strcmp(agpu_peer_gossip_endpoint(p), endpoint) == 0)
+            return;
+    zhashx_delete(a->links, endpoint);
+}
+
+/* ---- receiving ---- */
+
+static void log_change(agpu_peer_t *peer, agpu_peer_change_t change)
+{
+    if (change.what & AGPU_PEER_MOVED)
+        agpu_info("peer %s (%s) %s -> %s", agpu_peer_name(peer)[0] ? agpu_peer_name(peer) : "?",
+                  agpu_peer_id(peer), agpu_peer_state_name(change.from),
+                  agpu_peer_state_name(change.to));
+}
+
+static void on_members(actor_t *a, const agpu_msg_state_t *st, int64_t now)
+{
+    for (size_t i = 0; i < st->n_members; i++) {
+        const agpu_msg_member_t *member = &st->members[i];
+        if (strcmp(member->id, a->mesh->id) == 0)
+            continue;
+        agpu_peer_t *peer = zhashx_lookup(a->peers, member->id);
+        if (peer) {
+            agpu_peer_change_t change = agpu_peer_on_member(peer, member, now);
+            log_change(peer, change);
+            a->view_dirty |= change.what != 0;
+        } else {
+            ensure_link(a, member->endpoint); /* it introduces itself once linked */
+        }
+    }
+}
+
+static void on_state(actor_t *a, agpu_msg_t *msg, int64_t now)
+{
+    agpu_peer_t *peer = zhashx_lookup(a->peers, msg->id);
+    if (!peer) {
+        peer = agpu_peer_new(msg->id, msg->state.gossip_endpoint, msg->incarnation,
+                             &a->mesh->options.timeouts, now);
+        if (!peer)
+            return;
+        zhashx_insert(a->peers, msg->id, peer);
+        agpu_info("peer %s (%s) joined at %s", msg->state.name, msg->id,
+                  msg->state.gossip_endpoint);
+        a->view_dirty = true;
+        /* tell everyone soon: our digest now names it, which is how the others learn it */
+        if (a->state_due < 0)
+            a->state_due = now + a->mesh->options.timeouts.debounce_ms;
+    }
+    char old_endpoint[AGPU_MSG_ENDPOINT_MAX + 1];
+    snprintf(old_endpoint, sizeof old_endpoint, "%s", agpu_peer_gossip_endpoint(peer));
+    ensure_link(a, msg->state.gossip_endpoint);
+    on_members(a, &msg->state, now); /* before the peer may take the message */
+    agpu_peer_change_t change = agpu_peer_on_message(peer, msg, now);
+    log_change(peer, change);
+    a->view_dirty |= change.what != 0;
+    if (change.what & AGPU_PEER_ENDPOINT)
+        release_link(a, old_endpoint);
+}
+
+static void on_inbound(actor_t *a, int64_t now)
+{
+    zmq_msg_t frame;
+    zmq_msg_init(&frame);
+    while (zmq_msg_recv(&frame, zsock_resolve(a->inbound), ZMQ_DONTWAIT) >= 0) {
+        agpu_msg_t msg;
+        int rc = zmq_msg_more(&frame) ? AGPU_MSG_EMALFORMED
+                                      : agpu_msg_decode(zmq_msg_data(&frame), zmq_msg_size(&frame),
+                                                        &msg);
+        if (rc != AGPU_MSG_OK) {
+            atomic_fetch_add(&a->mesh->dropped, 1);
+            agpu_debug("dropped a gossip message: %s", agpu_msg_error_name(rc));
+            continue;
+        }
+        if (strcmp(msg.id, a->mesh->id) == 0) {
+            /* our own echo (a seed that is ourselves): ignore */
+        } else if (msg.kind == AGPU_MSG_STATE) {
+            on_state(a, &msg, now);
+        } else if (msg.kind == AGPU_MSG_GOODBYE) {
+            agpu_peer_t *peer = zhashx_lookup(a->peers, msg.id);
+            if (peer) {
+                agpu_peer_change_t change = agpu_peer_on_goodbye(peer, &msg, now);
+                log_change(peer, change);
+                a->view_dirty |= change.what != 0;
+            }
+        }
+        agpu_msg_reset(&msg);
+    }
+    zmq_msg_close(&frame);
+}
+
+/* ---- other threads' requests ---- */
+
+static void on_commands(actor_t *a, int64_t now)
+{
+    uint64_t count;
+    ssize_t ignored = read(a->mesh->wake_fd, &count, sizeof count);
+    (void)ignored;
+    pthread_mutex_lock(&a->mesh->lock);
+    command_t *cmd = a->mesh->queue_head;
+    a->mesh->queue_head = a->mesh->queue_tail = NULL;
+    pthread_mutex_unlock(&a->mesh->lock);
+    while (cmd) {
+        command_t *next = cmd->next;
+        if (cmd->kind == CMD_ENDPOINT) {
+            ensure_link(a, cmd->endpoint);
+        } else {
+            bool changed = a->ollama_up != cmd->ollama_up || a->n_models != cmd->n_models;
+            for (size_t i = 0; !changed && i < cmd->n_models; i++)
+                changed = strcmp(a->models[i].name, cmd->models[i].name) != 0 ||
+                          a->models[i].loaded != cmd->models[i].loaded;
+            a->ollama_up = cmd->ollama_up;
+            free(a->version);
+            a->version = cmd->version;
+            free_models(a->models, a->n_models);
+            a->models = cmd->models;
+            a->n_models = cmd->n_models;
+            cmd->version = NULL;
+            cmd->models = NULL;
+            cmd->n_models = 0;
+            if (changed && a->state_due < 0)
+                a->state_due = now + a->mesh->options.timeouts.debounce_ms;
+            a->view_dirty = true;
+        }
+        command_free(cmd);
+        cmd = next;
+    }
+}
+
+/* ---- timers and the snapshot ---- */
+
+static void tick(actor_t *a, int64_t now)
+{
+    zlistx_t *forget = zlistx_new();
+    for (agpu_peer_t *p = zhashx_first(a->peers); p; p = zhashx_next(a->peers)) {
+        agpu_peer_change_t change = agpu_peer_tick(p, now);
+        log_change(p, change);
+        a->view_dirty |= change.what != 0;
+        if (change.what & AGPU_PEER_FORGET)
+            zlistx_add_end(forget, (void *)zhashx_cursor(a->peers));
+    }
+    for (const char *id = zlistx_first(forget); id; id = zlistx_next(forget)) {
+        agpu_peer_t *p = zhashx_lookup(a->peers, id);
+        char endpoint[AGPU_MSG_ENDPOINT_MAX + 1];
+        snprintf(endpoint, sizeof endpoint, "%s", agpu_peer_gossip_endpoint(p));
+        zhashx_delete(a->peers, id);
+        release_link(a, endpoint);
+    }
+    zlistx_destroy(&forget);
+    int in_flight = atomic_load(&a->mesh->in_flight);
+    if (atomic_exchange(&a->mesh->load_changed, false) || in_flight != a->last_in_flight) {
+        a->last_in_flight = in_flight;
+        if (a->state_due < 0)
+            a->state_due = now + a->mesh->options.timeouts.debounce_ms;
+    }
+    a->next_tick = now + a->mesh->options.timeouts.tick_ms;
+}
+
+static void publish_view(actor_t *a, int64_t now)
+{
+    agpu_mesh_t *m = a->mesh;
+    agpu_view_t *view = agpu_view_new(m->id);
+    if (!view)
+        return;
+    agpu_msg_member_t none[1];
+    /* our own entry: our state as peers get it, decoded back */
+    size_t len = encode_state(a, a->seq, none, 0);
+    agpu_msg_t own = {0};
+    if (len && agpu_msg_decode(a->buf, len, &own) == AGPU_MSG_OK)
+        agpu_view_add(view, m->id, m->gossip_endpoint, true, AGPU_PEER_ALIVE, now, &own.state);
+    agpu_msg_reset(&own);
+    for (agpu_peer_t *p = zhashx_first(a->peers); p; p = zhashx_next(a->peers))
+        agpu_view_add(view, agpu_peer_id(p), agpu_peer_gossip_endpoint(p), false, agpu_peer_state(p),
+                      agpu_peer_last_seen(p), agpu_peer_latest(p));
+    pthread_mutex_lock(&m->lock);
+    agpu_view_t *old = m->view;
+    m->view = view;
+    pthread_mutex_unlock(&m->lock);
+    agpu_view_unref(&old);
+    a->view_dirty = false;
+}
+
+static int64_t min_due(int64_t a, int64_t b)
+{
+    return a < 0 ? b : b < 0 ? a : a < b ? a : b;
+}
+
+static void say_goodbye(actor_t *a)
+{
+    agpu_msg_t bye = {.kind = AGPU_MSG_GOODBYE, .id = a->mesh->id,
+                      .incarnation = a->mesh->options.incarnation};
+    size_t len = 0;
+    if (agpu_msg_encode(&bye, a->buf, AGPU_MSG_MAX_SIZE, &len) != AGPU_MSG_OK)
+        return;
+    for (zsock_t *link = zhashx_first(a->links); link; link = zhashx_next(a->links)) {
+        zsock_set_linger(link, MESH_GOODBYE_LINGER_MS);
+        send_on(link, a->buf, len);
+    }
+}
+
+static void mesh_actor(zsock_t *pipe, void *arg)
+{
+    actor_t a = {.mesh = arg, .pipe = pipe, .state_due = -1};
+    agpu_mesh_t *m = a.mesh;
+    a.buf = malloc(AGPU_MSG_MAX_SIZE);
+    a.links = zhashx_new();
+    a.peers = zhashx_new();
+    a.inbound = zsock_new(ZMQ_PULL);
+    if (!a.buf || !a.links || !a.peers || !a.inbound) {
+        snprintf(m->error, sizeof m->error, "out of memory");
+        goto fail;
+    }
+    zhashx_set_destructor(a.links, destroy_link);
+    zhashx_set_destructor(a.peers, destroy_peer);
+    zsock_set_maxmsgsize(a.inbound, AGPU_MSG_MAX_SIZE); /* larger ones never reach us */
+    zsock_set_rcvhwm(a.inbound, 10000);
+    if (zsock_bind(a.inbound, "%s", m->bind) < 0) {
+        snprintf(m->error, sizeof m->error, "cannot bind gossip endpoint %s: %s", m->bind,
+                 zmq_strerror(zmq_errno()));
+        goto fail;
+    }
+    int64_t now = zclock_mono();
+    for (size_t i = 0; i < m->options.n_seeds; i++)
+        ensure_link(&a, m->seeds[i]);
+    a.next_heartbeat = now + m->options.timeouts.heartbeat_ms;
+    a.next_tick = now + m->options.timeouts.tick_ms;
+    publish_view(&a, now);
+    zsock_signal(pipe, 0);
+
+    zmq_pollitem_t items[] = {{zsock_resolve(pipe), 0, ZMQ_POLLIN, 0},
+                              {zsock_resolve(a.inbound), 0, ZMQ_POLLIN, 0},
+                              {NULL, m->wake_fd, ZMQ_POLLIN, 0}};
+    while (true) {
+        now = zclock_mono();
+        int64_t due = min_due(min_due(a.next_heartbeat, a.next_tick), a.state_due);
+        long timeout = due > now ? (long)(due - now) : 0;
+        if (zmq_poll(items, 3, timeout) < 0 && zmq_errno() != EINTR)
+            break;
+        now = zclock_mono();
+        if (items[0].revents & ZMQ_POLLIN) {
+            char *command = zstr_recv(pipe);
+            bool stop = !command || streq(command, "$TERM");
+            zstr_free(&command);
+            if (stop)
+                break;
+        }
+        if (items[1].revents & ZMQ_POLLIN)
+            on_inbound(&a, now);
+        if (items[2].revents & ZMQ_POLLIN)
+            on_commands(&a, now);
+        if (now >= a.next_tick)
+            tick(&a, now);
+        if (now >= a.next_heartbeat || (a.state_due >= 0 && now >= a.state_due))
+            broadcast_state(&a, now);
+        if (a.view_dirty)
+            publish_view(&a, now);
+    }
+    say_goodbye(&a);
+    goto done;
+fail:
+    zsock_signal(pipe, 1);
+done:
+    zsock_destroy(&a.inbound);
+    zhashx_destroy(&a.links); /* lingers up to MESH_GOODBYE_LINGER_MS per link */
+    zhashx_destroy(&a.peers);
+    free_models(a.models, a.n_models);
+    free(a.version);
+    free(a.buf);
+}
+
+/* ---- public ---- */
+
+static char *copy(const char *s)
+{
+    return strdup(s ? s : "");
+}
+
+agpu_mesh_t *agpu_mesh_new(const agpu_mesh_options_t *options, char *error, size_t error_size)
+{
+    agpu_mesh_t *self = calloc(1, sizeof *self);
+    if (!self) {
+        snprintf(error, error_size, "out of memory");
+        return NULL;
+    }
+    self->options = *options;
+    self->id = copy(options->id);
+    self->name = copy(options->name);
+    self->bind = copy(options->bind);
+    self->gossip_endpoint = copy(options->gossip_endpoint);
+    self->http_endpoint = copy(options->http_endpoint);
+    self->seeds = calloc(options->n_seeds + 1, sizeof(char *));
+    for (size_t i = 0; self->seeds && i < options->n_seeds; i++)
+        self->seeds[i] = copy(options->seeds[i]);
+    pthread_mutex_init(&self->lock, NULL);
+    self->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    zsys_handler_set(NULL); /* signals are the main thread's business */
+    if (self->wake_fd >= 0)
+        self->actor = zactor_new(mesh_actor, self);
+    /* zactor_new returns once the actor has signalled: bound, or failed with error set */
+    if (!self->actor || self->error[0] || !self->view) {
+        snprintf(error, error_size, "%s", self->error[0] ? self->error : "cannot start the mesh");
+        agpu_mesh_destroy(&self);
+        return NULL;
+    }
+    return self;
+}
+
+void agpu_mesh_destroy(agpu_mesh_t **self_p)
+{
+    agpu_mesh_t *self = *self_p;
+    if (!self)
+        return;
+    *self_p = NULL;
+    zactor_destroy(&self->actor);
+    while (self->queue_head) {
+        command_t *next = self->queue_head->next;
+        command_free(self->queue_head);
+        self->queue_head = next;
+    }
+    agpu_view_unref(&self->view);
+    if (self->wake_fd >= 0)
+        close(self->wake_fd);
+    pthread_mutex_destroy(&self->lock);
+    for (size_t i = 0; self->seeds && i < self->options.n_seeds; i++)
+        free(self->seeds[i]);
+    free(self->seeds);
+    free(self->id);
+    free(self->name);
+    free(self->bind);
+    free(self->gossip_endpoint);
+    free(self->http_endpoint);
+    free(self);
+}
+
+void agpu_mesh_add_endpoint(agpu_mesh_t *self, const char *gossip_endpoint)
+{
+    command_t *cmd = calloc(1, sizeof *cmd);
+    if (!cmd || !(cmd->endpoint = strdup(gossip_endpoint))) {
+        free(cmd);
+        return;
+    }
+    cmd->kind = CMD_ENDPOINT;
+    enqueue(self, cmd);
+}
+
+void agpu_mesh_set_local(agpu_mesh_t *self, bool ollama_up, const char *ollama_version,
+                         const agpu_msg_model_t *models, size_t n_models)
+{
+    command_t *cmd = calloc(1, sizeof *cmd);
+    if (!cmd)
+        return;
+    cmd->kind = CMD_LOCAL;
+    cmd->ollama_up = ollama_up;
+    cmd->version = copy(ollama_version);
+    cmd->models = n_models ? calloc(n_models, sizeof *cmd->models) : NULL;
+    for (size_t i = 0; cmd->models && i < n_models; i++) {
+        cmd->models[i] = models[i];
+        cmd->models[i].name = copy(models[i].name);
+        cmd->models[i].digest = copy(models[i].digest);
+        cmd->n_models++;
+    }
+    enqueue(self, cmd);
+}
+
+void agpu_mesh_count_request(agpu_mesh_t *self, int delta)
+{
+    atomic_fetch_add(&self->in_flight, delta);
+    atomic_store(&self->load_changed, true);
+}
+
+agpu_view_t *agpu_mesh_view(agpu_mesh_t *self)
+{
+    pthread_mutex_lock(&self->lock);
+    agpu_view_t *view = self->view;
+    if (view)
+        agpu_view_ref(view);
+    pthread_mutex_unlock(&self->lock);
+    return view;
+}
+
+uint64_t agpu_mesh_dropped(agpu_mesh_t *self)
+{
+    return atomic_load(&self->dropped);
+}
