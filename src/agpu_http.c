@@ -342,6 +342,8 @@ static enum MHD_Result on_headers(agpu_http_t *self, struct MHD_Connection *conn
     if (!req->ex)
         return answer_error(conn, req, path, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
     req->may_change_models = may_change_models(path);
+    if (req->may_change_models && self->options.watch)
+        agpu_watch_kick(self->options.watch); /* a load starts now: let peers see it soon */
     if (self->options.mesh) {
         agpu_mesh_count_request(self->options.mesh, +1);
         req->counted = true;

@@ -2,6 +2,7 @@
  * shard per thread, then waits for a signal. */
 #include "agpu_serve.h"
 
+#include "agpu_discovery.h"
 #include "agpu_identity.h"
 #include "agpu_log.h"
 #include "agpu_mesh.h"
@@ -97,6 +98,29 @@ static agpu_mesh_t *start_mesh(const agpu_config_t *config, char *error, size_t 
     return mesh;
 }
 
+/* mDNS: a node found on the LAN is dialled on its gossip port; the mesh does the rest. */
+static void on_discovered(const agpu_discovery_event_t *event, void *arg)
+{
+    if (event->kind != AGPU_DISCOVERY_FOUND || strchr(event->address, ':'))
+        return; /* LOST is only a hint (liveness is the mesh's); IPv6 peers are not dialled yet */
+    char endpoint[AGPU_DISCOVERY_ADDRESS_MAX + 16];
+    snprintf(endpoint, sizeof endpoint, "tcp://%s:%u", event->address,
+             (unsigned)event->gossip_port);
+    agpu_debug("mDNS: %s (%s) at %s", event->name, event->id, endpoint);
+    agpu_mesh_add_endpoint(arg, endpoint);
+}
+
+static agpu_discovery_t *start_discovery(const agpu_config_t *config, agpu_mesh_t *mesh)
+{
+    char id[AGPU_ID_LEN + 1];
+    agpu_identity_id(config->name, config->listen_port, id);
+    agpu_discovery_self_t self = {.id = id, .name = config->name,
+                                  .http_port = config->listen_port,
+                                  .gossip_port = config->gossip_port,
+                                  .proto = AGPU_MSG_VERSION};
+    return agpu_discovery_new(&self, on_discovered, mesh);
+}
+
 /* Shards accept from one listening socket; each runs a front door and a forwarder. */
 static int start_shards(const agpu_config_t *config, agpu_mesh_t *mesh, agpu_watch_t *watch,
                         int listen_fd, agpu_shard_t **shards, unsigned count, char *error,
@@ -132,10 +156,13 @@ int agpu_serve(const agpu_config_t *config)
     agpu_shard_t *shards[AGPU_MAX_SHARDS] = {NULL};
     unsigned count = config->threads < AGPU_MAX_SHARDS ? config->threads : AGPU_MAX_SHARDS;
     agpu_watch_t *watch = NULL;
+    agpu_discovery_t *discovery = NULL;
     int listen_fd = agpu_http_listen(config->listen_host, config->listen_port, error, sizeof error);
     agpu_mesh_t *mesh = listen_fd >= 0 ? start_mesh(config, error, sizeof error) : NULL;
     if (mesh && !config->ollama_none)
         watch = agpu_watch_new(config->ollama, mesh);
+    if (mesh && !config->no_mdns && !(discovery = start_discovery(config, mesh)))
+        agpu_warn("mDNS discovery could not start: only seeds and peers' peers are used");
     bool started = mesh && (config->ollama_none || watch) &&
                    start_shards(config, mesh, watch, listen_fd, shards, count, error,
                                 sizeof error) == 0;
@@ -152,6 +179,7 @@ int agpu_serve(const agpu_config_t *config)
         agpu_info("signal %d: leaving the mesh and stopping", signo);
         status = 0;
     }
+    agpu_discovery_destroy(&discovery);
     agpu_mesh_destroy(&mesh); /* goodbye first: peers stop sending work here at once */
     for (unsigned i = 0; i < count; i++)
         agpu_shard_destroy(&shards[i]);
