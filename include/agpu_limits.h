@@ -11,6 +11,10 @@
  * memory (2 x 256 KiB worst case each, almost always a few hundred bytes). */
 #define AGPU_PIPE_SOFT_CAP (256U * 1024U)
 
+/* A body over --max-body can only be answered (413) once it is all in; past the limit agpu
+ * reads and drops this much more before it cuts the connection instead. */
+#define AGPU_DISCARD_MAX (16ULL << 20)
+
 /* Size of the block libmicrohttpd hands the content reader: one read of a stream. */
 #define AGPU_RESPONSE_BLOCK (16U * 1024U)
 
@@ -41,9 +45,10 @@
 #define AGPU_CONNECT_TIMEOUT_MS_DEFAULT 3000U
 
 /* A client connection idle this long between requests is closed (streams being served are
- * never idle, and a suspended connection never times out). Go's Ollama has no limit; 10 min
- * keeps long-lived SDK keep-alive pools working. */
-#define AGPU_IDLE_TIMEOUT_S 600U
+ * never idle, and a suspended connection never times out). 75 s, as nginx's keepalive_timeout:
+ * longer than SDK connection pools keep idle sockets, and it also bounds how long a client
+ * that sent something libmicrohttpd cannot parse as a request (a NUL byte) holds a socket. */
+#define AGPU_IDLE_TIMEOUT_S 75U
 
 /* Longest forms of the strings agpu keeps. */
 #define AGPU_NAME_MAX 64        /* node name, as a host name */

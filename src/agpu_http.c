@@ -40,6 +40,8 @@ typedef struct {
     agpu_exchange_t *ex;
     const char *origin; /* allowed CORS origin to echo, or NULL */
     uint64_t received;
+    uint64_t discarded; /* bytes read and dropped past --max-body */
+    bool too_large;
     bool body_ended;
     bool answered;  /* a response is queued */
     bool delivered; /* that response is the upstream's own */
@@ -97,6 +99,15 @@ static enum MHD_Result answer_preflight(struct MHD_Connection *conn, request_t *
     MHD_destroy_response(response);
     req->answered = true;
     return ok;
+}
+
+static enum MHD_Result answer_too_large(agpu_http_t *self, struct MHD_Connection *conn,
+                                        request_t *req, const char *path)
+{
+    char message[128];
+    snprintf(message, sizeof message, "request body too large (limit %llu bytes)",
+             (unsigned long long)self->options.max_body);
+    return answer_error(conn, req, path, MHD_HTTP_CONTENT_TOO_LARGE, message);
 }
 
 /* ---- the upstream's answer, streamed ---- */
@@ -329,12 +340,8 @@ static enum MHD_Result on_headers(agpu_http_t *self, struct MHD_Connection *conn
     if (strncmp(path, "/agpu/", 6) == 0)
         return answer_agpu_api(self, conn, req, path, method);
     const char *length = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
-    if (length && strtoull(length, NULL, 10) > self->options.max_body) {
-        char message[128];
-        snprintf(message, sizeof message, "request body too large (limit %llu bytes)",
-                 (unsigned long long)self->options.max_body);
-        return answer_error(conn, req, path, MHD_HTTP_CONTENT_TOO_LARGE, message);
-    }
+    if (length && strtoull(length, NULL, 10) > self->options.max_body)
+        return answer_too_large(self, conn, req, path);
     if (!self->upstream)
         return answer_error(conn, req, path, MHD_HTTP_BAD_GATEWAY,
                             "this node has no Ollama of its own (--ollama none)");
@@ -359,13 +366,15 @@ static enum MHD_Result on_body(agpu_http_t *self, struct MHD_Connection *conn, r
         *size = 0; /* the answer is out; what the client still sends is discarded */
         return MHD_YES;
     }
-    if (req->received + *size > self->options.max_body) {
+    if (req->too_large || req->received + *size > self->options.max_body) {
+        /* libmicrohttpd answers only once the request is in: read the rest and drop it,
+         * then say 413; a client that keeps sending far past the limit is cut off */
+        if (!req->too_large)
+            agpu_exchange_cancel(req->ex);
+        req->too_large = true;
+        req->discarded += *size;
         *size = 0;
-        agpu_exchange_cancel(req->ex);
-        char message[128];
-        snprintf(message, sizeof message, "request body too large (limit %llu bytes)",
-                 (unsigned long long)self->options.max_body);
-        return answer_error(conn, req, path, MHD_HTTP_CONTENT_TOO_LARGE, message);
+        return req->discarded > AGPU_DISCARD_MAX ? MHD_NO : MHD_YES;
     }
     agpu_push_t pushed = agpu_exchange_push_body(req->ex, data, *size);
     if (pushed != AGPU_PUSH_WAIT) {
@@ -381,6 +390,8 @@ static enum MHD_Result on_complete(agpu_http_t *self, struct MHD_Connection *con
 {
     if (req->answered)
         return MHD_YES;
+    if (req->too_large)
+        return answer_too_large(self, conn, req, path);
     if (!req->body_ended) {
         req->body_ended = true;
         agpu_exchange_end_body(req->ex);
@@ -543,6 +554,7 @@ agpu_http_t *agpu_http_new(const agpu_http_options_t *options, int listen_fd,
             MHD_OPTION_CONNECTION_LIMIT, options->max_connections,
             MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)AGPU_CONNECTION_MEMORY,
             MHD_OPTION_CONNECTION_TIMEOUT, AGPU_IDLE_TIMEOUT_S,
+            MHD_OPTION_STRICT_FOR_CLIENT, (int)1, /* reject malformed requests rather than guess */
             MHD_OPTION_NOTIFY_COMPLETED, on_request_done, self,
             MHD_OPTION_UNESCAPE_CALLBACK, keep_escaped, self,
             MHD_OPTION_END);
