@@ -31,7 +31,11 @@ typedef struct {
  * Caller owns the result. */
 agpu_mesh_t *agpu_mesh_new(const agpu_mesh_options_t *options, char *error, size_t error_size);
 
-/* Says goodbye to every peer (so they drop this node at once) and stops. */
+/* Says goodbye to every peer (so they drop this node at once) and stops the actor. The
+ * other functions stay safe to call (the view stays as it was) until destroy. Idempotent. */
+void agpu_mesh_leave(agpu_mesh_t *self);
+
+/* Leaves if still in, and frees everything. */
 void agpu_mesh_destroy(agpu_mesh_t **self_p);
 
 /* A node was seen at this gossip endpoint (mDNS, a seed): connect to it. Any thread. */

@@ -527,13 +527,18 @@ agpu_mesh_t *agpu_mesh_new(const agpu_mesh_options_t *options, char *error, size
     return self;
 }
 
+void agpu_mesh_leave(agpu_mesh_t *self)
+{
+    zactor_destroy(&self->actor); /* the actor says goodbye on its way out */
+}
+
 void agpu_mesh_destroy(agpu_mesh_t **self_p)
 {
     agpu_mesh_t *self = *self_p;
     if (!self)
         return;
     *self_p = NULL;
-    zactor_destroy(&self->actor);
+    agpu_mesh_leave(self);
     while (self->queue_head) {
         command_t *next = self->queue_head->next;
         command_free(self->queue_head);

@@ -180,10 +180,12 @@ int agpu_serve(const agpu_config_t *config)
         status = 0;
     }
     agpu_discovery_destroy(&discovery);
-    agpu_mesh_destroy(&mesh); /* goodbye first: peers stop sending work here at once */
+    if (mesh)
+        agpu_mesh_leave(mesh); /* goodbye first: peers stop sending work here at once */
     for (unsigned i = 0; i < count; i++)
         agpu_shard_destroy(&shards[i]);
     agpu_watch_destroy(&watch);
+    agpu_mesh_destroy(&mesh);
     if (listen_fd >= 0)
         close(listen_fd);
     curl_global_cleanup();
