@@ -50,6 +50,10 @@ const agpu_request_t *agpu_exchange_request(const agpu_exchange_t *ex);
 
 /* ---- front door side (libmicrohttpd threads) ---- */
 
+/* The whole request body at once, before the exchange is handed to the forwarder (a body the
+ * front door had to read first, to learn the model it names). Returns 0, or -1 out of memory. */
+int agpu_exchange_preload_body(agpu_exchange_t *ex, const void *data, size_t len);
+
 typedef enum { AGPU_PUSH_TAKEN, AGPU_PUSH_WAIT, AGPU_PUSH_DROPPED } agpu_push_t;
 /* Offers request body bytes. TAKEN: all taken. WAIT: none taken, the front was suspended and
  * is resumed when there is room. DROPPED: the upstream is finished, the bytes are discarded. */

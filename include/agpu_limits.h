@@ -11,6 +11,12 @@
  * memory (2 x 256 KiB worst case each, almost always a few hundred bytes). */
 #define AGPU_PIPE_SOFT_CAP (256U * 1024U)
 
+/* A request that names a model (generate, chat, embed, the OpenAI routes...) is read whole
+ * before it is forwarded: the model decides where it goes. Base64 images make these bodies
+ * megabytes at most; 256 MiB bounds the memory one request can hold (--max-body still applies
+ * when smaller). */
+#define AGPU_MAX_MODEL_BODY (256ULL << 20)
+
 /* A body over --max-body can only be answered (413) once it is all in; past the limit agpu
  * reads and drops this much more before it cuts the connection instead. */
 #define AGPU_DISCARD_MAX (16ULL << 20)

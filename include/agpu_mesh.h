@@ -46,9 +46,9 @@ void agpu_mesh_add_endpoint(agpu_mesh_t *self, const char *gossip_endpoint);
 void agpu_mesh_set_local(agpu_mesh_t *self, bool ollama_up, const char *ollama_version,
                          const agpu_msg_model_t *models, size_t n_models);
 
-/* One request more (+1) or fewer (-1) in flight through this node's Ollama. Any thread,
- * lock-free; peers hear of it within the debounce delay. */
-void agpu_mesh_count_request(agpu_mesh_t *self, int delta);
+/* One request more (+1) or fewer (-1) in flight through this node's Ollama for a model (its
+ * agpu_name_key). Any thread; peers hear of it within the debounce delay. */
+void agpu_mesh_count_request(agpu_mesh_t *self, const char *model_key, int delta);
 
 /* The current snapshot, with a reference the caller drops with agpu_view_unref. */
 agpu_view_t *agpu_mesh_view(agpu_mesh_t *self);

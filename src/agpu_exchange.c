@@ -147,6 +147,15 @@ static void kick_if(agpu_exchange_t *ex, bool needed)
 
 /* ---- front door side ---- */
 
+int agpu_exchange_preload_body(agpu_exchange_t *ex, const void *data, size_t len)
+{
+    pthread_mutex_lock(&ex->lock);
+    int rc = agpu_pipe_write(&ex->up, data, len);
+    ex->up_eof = true;
+    pthread_mutex_unlock(&ex->lock);
+    return rc;
+}
+
 agpu_push_t agpu_exchange_push_body(agpu_exchange_t *ex, const void *data, size_t len)
 {
     agpu_push_t result = AGPU_PUSH_TAKEN;

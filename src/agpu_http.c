@@ -10,6 +10,8 @@
 #include "agpu_limits.h"
 #include "agpu_log.h"
 #include "agpu_mesh.h"
+#include "agpu_name.h"
+#include "agpu_pipe.h"
 #include "agpu_watch.h"
 
 #include <microhttpd.h>
@@ -45,8 +47,11 @@ typedef struct {
     bool body_ended;
     bool answered;  /* a response is queued */
     bool delivered; /* that response is the upstream's own */
-    bool counted;   /* counted in the mesh's in-flight requests */
+    bool counted;   /* counted in the mesh's in-flight requests (under model) */
     bool may_change_models; /* the local Ollama's model lists may differ after it */
+    bool names_model;       /* a POST whose body names a model: read it whole first */
+    agpu_pipe_t body;       /* that body, while it is read */
+    char model[AGPU_NAME_KEY_MAX]; /* the model it names, as agpu_name_key gives it */
 } request_t;
 
 static const agpu_exchange_ops_t exchange_ops;
@@ -101,12 +106,19 @@ static enum MHD_Result answer_preflight(struct MHD_Connection *conn, request_t *
     return ok;
 }
 
+/* The most body this request may carry. */
+static uint64_t body_limit(const agpu_http_t *self, const request_t *req)
+{
+    uint64_t limit = self->options.max_body;
+    return req->names_model && limit > AGPU_MAX_MODEL_BODY ? AGPU_MAX_MODEL_BODY : limit;
+}
+
 static enum MHD_Result answer_too_large(agpu_http_t *self, struct MHD_Connection *conn,
                                         request_t *req, const char *path)
 {
     char message[128];
     snprintf(message, sizeof message, "request body too large (limit %llu bytes)",
-             (unsigned long long)self->options.max_body);
+             (unsigned long long)body_limit(self, req));
     return answer_error(conn, req, path, MHD_HTTP_CONTENT_TOO_LARGE, message);
 }
 
@@ -262,7 +274,16 @@ static agpu_exchange_t *start_exchange(agpu_http_t *self, struct MHD_Connection 
             .has_body = body_length > 0 || (chunked && !length),
             .body_length = body_length,
         };
+        if (req->names_model) { /* read whole: its length is known now */
+            request.body_length = (int64_t)agpu_pipe_used(&req->body);
+            request.has_body = request.body_length > 0;
+        }
         ex = agpu_exchange_new(&request, &exchange_ops, req, self->forward);
+        if (ex && req->names_model &&
+            agpu_exchange_preload_body(ex, req->body.data + req->body.start,
+                                       agpu_pipe_used(&req->body)) != 0)
+            agpu_exchange_unref(&ex);
+        agpu_pipe_free(&req->body);
     }
     for (size_t i = 0; i < headers.count; i++)
         free(headers.lines[i]);
@@ -294,6 +315,21 @@ static bool may_change_models(const char *path)
     return false;
 }
 
+/* POST routes whose JSON body names the model that serves them. */
+static bool names_model(const char *method, const char *path)
+{
+    static const char *const paths[] = {"/api/generate", "/api/chat", "/api/embed",
+                                        "/api/embeddings", "/api/show", "/v1/chat/completions",
+                                        "/v1/completions", "/v1/embeddings", "/v1/responses",
+                                        "/v1/messages", NULL};
+    if (strcmp(method, "POST") != 0)
+        return false;
+    for (size_t i = 0; paths[i]; i++)
+        if (strcmp(path, paths[i]) == 0)
+            return true;
+    return false;
+}
+
 /* /agpu/...: what this node knows of the mesh. */
 static enum MHD_Result answer_agpu_api(agpu_http_t *self, struct MHD_Connection *conn,
                                        request_t *req, const char *path, const char *method)
@@ -315,6 +351,23 @@ static enum MHD_Result answer_agpu_api(agpu_http_t *self, struct MHD_Connection 
 }
 
 /* ---- the request handler ---- */
+
+/* Starts forwarding: with the body read so far (a request that names a model), or streaming
+ * it as it comes (the rest). */
+static enum MHD_Result begin(agpu_http_t *self, struct MHD_Connection *conn, request_t *req,
+                             const char *method, const char *path)
+{
+    req->ex = start_exchange(self, conn, req, method, path);
+    if (!req->ex)
+        return answer_error(conn, req, path, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+    if (req->may_change_models && self->options.watch)
+        agpu_watch_kick(self->options.watch); /* a load starts now: let peers see it soon */
+    if (self->options.mesh && req->model[0]) {
+        agpu_mesh_count_request(self->options.mesh, req->model, +1);
+        req->counted = true;
+    }
+    return MHD_YES;
+}
 
 /* A request's first call: its headers are in. Either answer now or start the exchange. */
 static enum MHD_Result on_headers(agpu_http_t *self, struct MHD_Connection *conn, request_t *req,
@@ -339,23 +392,17 @@ static enum MHD_Result on_headers(agpu_http_t *self, struct MHD_Connection *conn
     }
     if (strncmp(path, "/agpu/", 6) == 0)
         return answer_agpu_api(self, conn, req, path, method);
+    req->names_model = names_model(method, path);
     const char *length = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
-    if (length && strtoull(length, NULL, 10) > self->options.max_body)
+    if (length && strtoull(length, NULL, 10) > body_limit(self, req))
         return answer_too_large(self, conn, req, path);
     if (!self->upstream)
         return answer_error(conn, req, path, MHD_HTTP_BAD_GATEWAY,
                             "this node has no Ollama of its own (--ollama none)");
-    req->ex = start_exchange(self, conn, req, method, path);
-    if (!req->ex)
-        return answer_error(conn, req, path, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
     req->may_change_models = may_change_models(path);
-    if (req->may_change_models && self->options.watch)
-        agpu_watch_kick(self->options.watch); /* a load starts now: let peers see it soon */
-    if (self->options.mesh) {
-        agpu_mesh_count_request(self->options.mesh, +1);
-        req->counted = true;
-    }
-    return MHD_YES;
+    if (req->names_model)
+        return MHD_YES; /* the exchange starts once the body says which model */
+    return begin(self, conn, req, method, path);
 }
 
 /* More of the request body: pass it on, unless it breaks the limit. */
@@ -366,15 +413,22 @@ static enum MHD_Result on_body(agpu_http_t *self, struct MHD_Connection *conn, r
         *size = 0; /* the answer is out; what the client still sends is discarded */
         return MHD_YES;
     }
-    if (req->too_large || req->received + *size > self->options.max_body) {
+    if (req->too_large || req->received + *size > body_limit(self, req)) {
         /* libmicrohttpd answers only once the request is in: read the rest and drop it,
          * then say 413; a client that keeps sending far past the limit is cut off */
-        if (!req->too_large)
+        if (!req->too_large && req->ex)
             agpu_exchange_cancel(req->ex);
         req->too_large = true;
         req->discarded += *size;
         *size = 0;
         return req->discarded > AGPU_DISCARD_MAX ? MHD_NO : MHD_YES;
+    }
+    if (req->names_model && !req->ex) {
+        if (agpu_pipe_write(&req->body, data, *size) != 0)
+            return MHD_NO; /* out of memory: drop the connection */
+        req->received += *size;
+        *size = 0;
+        return MHD_YES;
     }
     agpu_push_t pushed = agpu_exchange_push_body(req->ex, data, *size);
     if (pushed != AGPU_PUSH_WAIT) {
@@ -386,12 +440,22 @@ static enum MHD_Result on_body(agpu_http_t *self, struct MHD_Connection *conn, r
 
 /* The body is complete: answer with the upstream's head once it is there. */
 static enum MHD_Result on_complete(agpu_http_t *self, struct MHD_Connection *conn, request_t *req,
-                                   const char *path)
+                                   const char *method, const char *path)
 {
     if (req->answered)
         return MHD_YES;
     if (req->too_large)
         return answer_too_large(self, conn, req, path);
+    if (req->names_model && !req->ex) {
+        char model[AGPU_MSG_MODEL_NAME_MAX + 1];
+        if (agpu_json_request_model(req->body.data ? req->body.data + req->body.start : "",
+                                    agpu_pipe_used(&req->body), model, sizeof model) == 0 &&
+            agpu_name_key(model, req->model, sizeof req->model) != 0)
+            req->model[0] = '\0';
+        /* no model, or not JSON: forwarded all the same, the upstream says what is wrong */
+        if (begin(self, conn, req, method, path) != MHD_YES || req->answered)
+            return req->answered ? MHD_YES : MHD_NO;
+    }
     if (!req->body_ended) {
         req->body_ended = true;
         agpu_exchange_end_body(req->ex);
@@ -428,7 +492,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
     if (*upload_data_size > 0)
         return on_body(self, conn, req, path, upload_data, upload_data_size);
-    return on_complete(self, conn, req, path);
+    return on_complete(self, conn, req, method, path);
 }
 
 static void on_request_done(void *cls, struct MHD_Connection *conn, void **req_cls,
@@ -447,7 +511,8 @@ static void on_request_done(void *cls, struct MHD_Connection *conn, void **req_c
         agpu_exchange_unref(&req->ex);
     }
     if (req->counted)
-        agpu_mesh_count_request(req->http->options.mesh, -1);
+        agpu_mesh_count_request(req->http->options.mesh, req->model, -1);
+    agpu_pipe_free(&req->body);
     if (req->may_change_models && req->http->options.watch)
         agpu_watch_kick(req->http->options.watch);
     free(req);

@@ -72,3 +72,18 @@ char *agpu_json_peers(const agpu_view_t *view, int64_t now_ms)
     json_decref(root);
     return text;
 }
+
+int agpu_json_request_model(const char *body, size_t len, char *out, size_t out_size)
+{
+    json_t *root = json_loadb(body, len, 0, NULL);
+    const char *model = json_string_value(json_object_get(root, "model"));
+    if (!model || !model[0])
+        model = json_string_value(json_object_get(root, "name"));
+    int rc = -1;
+    if (model && model[0] && strlen(model) < out_size) {
+        memcpy(out, model, strlen(model) + 1);
+        rc = 0;
+    }
+    json_decref(root);
+    return rc;
+}

@@ -9,6 +9,7 @@
 #include "agpu_mesh.h"
 
 #include "agpu_log.h"
+#include "agpu_name.h"
 
 #include <czmq.h>
 #include <pthread.h>
@@ -39,7 +40,12 @@ struct agpu_mesh {
     pthread_mutex_t lock; /* guards queue and view */
     command_t *queue_head, *queue_tail;
     agpu_view_t *view;
-    atomic_int in_flight;
+    pthread_mutex_t count_lock; /* guards counts: request threads count, the actor reads */
+    struct {
+        char model[AGPU_NAME_KEY_MAX];
+        int in_flight;
+    } counts[AGPU_MSG_MAX_MODELS];
+    size_t n_counts;
     atomic_bool load_changed;
     atomic_uint_fast64_t dropped;
     char error[256];
@@ -56,7 +62,6 @@ typedef struct {
     char *version;
     agpu_msg_model_t *models;
     size_t n_models;
-    int last_in_flight;
     int64_t next_heartbeat, next_tick, state_due;
     bool view_dirty;
     uint8_t *buf;
@@ -119,6 +124,27 @@ static bool is_seed(actor_t *a, const char *endpoint)
 
 /* ---- sending ---- */
 
+/* Each local model's requests in flight (counted by the front door) and waiting: Ollama runs
+ * `slots` at once per model and queues the rest inside. */
+static void fill_load(actor_t *a)
+{
+    agpu_mesh_t *m = a->mesh;
+    pthread_mutex_lock(&m->count_lock);
+    for (size_t i = 0; i < a->n_models; i++) {
+        char key[AGPU_NAME_KEY_MAX];
+        int in_flight = 0;
+        if (agpu_name_key(a->models[i].name, key, sizeof key) == 0)
+            for (size_t c = 0; c < m->n_counts; c++)
+                if (strcmp(m->counts[c].model, key) == 0)
+                    in_flight = m->counts[c].in_flight;
+        a->models[i].in_flight = in_flight > 0 ? (uint32_t)in_flight : 0;
+        a->models[i].queued = a->models[i].in_flight > m->options.slots
+                                  ? a->models[i].in_flight - m->options.slots
+                                  : 0;
+    }
+    pthread_mutex_unlock(&m->count_lock);
+}
+
 /* Our STATE: local models and load, and the digest of the peers we hear from. */
 static size_t encode_state(actor_t *a, uint64_t seq, agpu_msg_member_t *members,
                            size_t max_members)
@@ -134,8 +160,8 @@ static size_t encode_state(actor_t *a, uint64_t seq, agpu_msg_member_t *members,
                                                        agpu_peer_incarnation(p)};
     }
     agpu_msg_t msg = {.kind = AGPU_MSG_STATE, .id = m->id, .incarnation = m->options.incarnation};
-    int in_flight = atomic_load(&m->in_flight);
     agpu_msg_model_t *models = a->models;
+    fill_load(a);
     msg.state = (agpu_msg_state_t){
         .seq = seq,
         .name = m->name,
@@ -150,14 +176,6 @@ static size_t encode_state(actor_t *a, uint64_t seq, agpu_msg_member_t *members,
         .n_members = n_members,
         .members = members,
     };
-    /* in flight per model is not known yet: the node's total rides on its first loaded model */
-    for (size_t i = 0; i < a->n_models; i++)
-        models[i].in_flight = 0;
-    for (size_t i = 0; i < a->n_models && in_flight > 0; i++)
-        if (models[i].loaded || i + 1 == a->n_models) {
-            models[i].in_flight = (uint32_t)in_flight;
-            break;
-        }
     size_t len = 0;
     int rc = agpu_msg_encode(&msg, a->buf, AGPU_MSG_MAX_SIZE, &len);
     if (rc != AGPU_MSG_OK) {
@@ -369,12 +387,8 @@ static void tick(actor_t *a, int64_t now)
         release_link(a, endpoint);
     }
     zlistx_destroy(&forget);
-    int in_flight = atomic_load(&a->mesh->in_flight);
-    if (atomic_exchange(&a->mesh->load_changed, false) || in_flight != a->last_in_flight) {
-        a->last_in_flight = in_flight;
-        if (a->state_due < 0)
-            a->state_due = now + a->mesh->options.timeouts.debounce_ms;
-    }
+    if (atomic_exchange(&a->mesh->load_changed, false) && a->state_due < 0)
+        a->state_due = now + a->mesh->options.timeouts.debounce_ms;
     a->next_tick = now + a->mesh->options.timeouts.tick_ms;
 }
 
@@ -514,6 +528,7 @@ agpu_mesh_t *agpu_mesh_new(const agpu_mesh_options_t *options, char *error, size
     for (size_t i = 0; self->seeds && i < options->n_seeds; i++)
         self->seeds[i] = copy(options->seeds[i]);
     pthread_mutex_init(&self->lock, NULL);
+    pthread_mutex_init(&self->count_lock, NULL);
     self->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     zsys_handler_set(NULL); /* signals are the main thread's business */
     if (self->wake_fd >= 0)
@@ -548,6 +563,7 @@ void agpu_mesh_destroy(agpu_mesh_t **self_p)
     if (self->wake_fd >= 0)
         close(self->wake_fd);
     pthread_mutex_destroy(&self->lock);
+    pthread_mutex_destroy(&self->count_lock);
     for (size_t i = 0; self->seeds && i < self->options.n_seeds; i++)
         free(self->seeds[i]);
     free(self->seeds);
@@ -589,9 +605,29 @@ void agpu_mesh_set_local(agpu_mesh_t *self, bool ollama_up, const char *ollama_v
     enqueue(self, cmd);
 }
 
-void agpu_mesh_count_request(agpu_mesh_t *self, int delta)
+void agpu_mesh_count_request(agpu_mesh_t *self, const char *model_key, int delta)
 {
-    atomic_fetch_add(&self->in_flight, delta);
+    pthread_mutex_lock(&self->count_lock);
+    size_t i = 0, free_slot = self->n_counts;
+    for (; i < self->n_counts; i++) {
+        if (strcmp(self->counts[i].model, model_key) == 0)
+            break;
+        if (self->counts[i].in_flight == 0 && free_slot == self->n_counts)
+            free_slot = i; /* a model no longer busy: its entry can be reused */
+    }
+    if (i == self->n_counts && delta > 0) { /* a model not counted yet */
+        if (free_slot < self->n_counts)
+            i = free_slot;
+        else if (self->n_counts < AGPU_MSG_MAX_MODELS)
+            i = self->n_counts++;
+        if (i < self->n_counts) {
+            snprintf(self->counts[i].model, sizeof self->counts[i].model, "%s", model_key);
+            self->counts[i].in_flight = 0;
+        }
+    }
+    if (i < self->n_counts)
+        self->counts[i].in_flight += delta;
+    pthread_mutex_unlock(&self->count_lock);
     atomic_store(&self->load_changed, true);
 }
 

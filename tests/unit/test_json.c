@@ -190,6 +190,26 @@ static void test_style_needs_v1_segment(void **state)
     assert_int_equal(agpu_json_error_style("/api/v1/x"), AGPU_ERROR_OLLAMA);
 }
 
+static void test_request_model_reads_model_then_name(void **state)
+{
+    char out[64];
+    const char *a = "{\"prompt\":\"x\",\"model\":\"llama3.2\"}";
+    assert_int_equal(agpu_json_request_model(a, strlen(a), out, sizeof out), 0);
+    assert_string_equal(out, "llama3.2");
+    const char *b = "{\"name\":\"qwen\"}";
+    assert_int_equal(agpu_json_request_model(b, strlen(b), out, sizeof out), 0);
+    assert_string_equal(out, "qwen");
+}
+
+static void test_request_model_refuses_what_names_none(void **state)
+{
+    char out[8];
+    const char *bodies[] = {"", "{", "[1]", "{\"model\":3}", "{\"model\":\"\"}",
+                            "{\"model\":\"much-too-long-for-out\"}", "{\"prompt\":\"x\"}"};
+    for (size_t i = 0; i < sizeof bodies / sizeof bodies[0]; i++)
+        assert_int_equal(agpu_json_request_model(bodies[i], strlen(bodies[i]), out, sizeof out), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -198,6 +218,8 @@ int main(void)
         cmocka_unit_test(test_ollama_empty_message),
         cmocka_unit_test(test_openai_shape),
         cmocka_unit_test(test_openai_400_is_invalid_request),
+        cmocka_unit_test(test_request_model_reads_model_then_name),
+        cmocka_unit_test(test_request_model_refuses_what_names_none),
         cmocka_unit_test(test_openai_413_is_api_error_as_ollama),
         cmocka_unit_test(test_openai_404_is_not_found),
         cmocka_unit_test(test_openai_other_statuses_are_api_error),
