@@ -1,4 +1,6 @@
 /* A blocking HTTP request with libcurl's easy interface, for whole small answers. */
+#include "config.h"
+
 #include "agpu_fetch.h"
 
 #include <curl/curl.h>
@@ -51,6 +53,7 @@ int agpu_fetch(const char *method, const char *url, const char *json_body, long 
     curl_easy_setopt(easy, CURLOPT_URL, url);
     curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(easy, CURLOPT_NOPROXY, "*");
+    curl_easy_setopt(easy, CURLOPT_USERAGENT, "agpu/" PACKAGE_VERSION);
     curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, timeout_ms);
     curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, curl_error);
     curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, on_data);
