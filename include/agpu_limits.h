@@ -24,10 +24,11 @@
 /* Size of the block libmicrohttpd hands the content reader: one read of a stream. */
 #define AGPU_RESPONSE_BLOCK (16U * 1024U)
 
-/* Per-connection memory libmicrohttpd may use for the request line and headers; a request whose
- * headers do not fit gets 431 from libmicrohttpd. Go's net/http allows 1 MiB; 64 KiB is ample for
- * every Ollama client and bounds a slow-loris client's cost. */
-#define AGPU_CONNECTION_MEMORY (32U * 1024U)
+/* Per-connection memory libmicrohttpd may use for the request line, headers and read buffer; a
+ * request whose headers do not fit gets 431. libmicrohttpd zeroes it between requests, so it
+ * is a per-request cost: 16 KiB holds any Ollama client's headers several times over (Go's
+ * net/http allows 1 MiB) and bounds a slow-loris client's cost. */
+#define AGPU_CONNECTION_MEMORY (16U * 1024U)
 
 /* Upstream response headers we keep (count and total bytes); more is a broken upstream. */
 #define AGPU_MAX_UPSTREAM_HEADERS 64

@@ -16,6 +16,8 @@
 #define FORWARD_BUFFER_SIZE (64L * 1024L)
 /* Idle upstream connections kept for reuse, per shard. */
 #define FORWARD_MAX_IDLE_CONNECTIONS 256L
+/* Easy handles kept for the next transfers: setting one up costs more than resetting it. */
+#define FORWARD_SPARE_HANDLES 64
 
 typedef struct transfer {
     CURL *easy;
@@ -40,6 +42,8 @@ struct agpu_forward {
     int64_t timer_due_ms; /* libcurl's next timeout, monotonic ms; -1: none */
     bool stopped;
     transfer_t *running;
+    CURL *spare[FORWARD_SPARE_HANDLES]; /* reset easy handles, ready for reuse */
+    size_t n_spare;
     ex_list_t kicked;  /* exchanges kicked since the last run */
     ex_list_t touched; /* exchanges whose callbacks ran in this batch */
 };
@@ -182,7 +186,12 @@ static void url_origin(const char *url, char *out, size_t size)
 static void transfer_free(agpu_forward_t *self, transfer_t *t)
 {
     curl_multi_remove_handle(self->multi, t->easy);
-    curl_easy_cleanup(t->easy);
+    if (self->n_spare < FORWARD_SPARE_HANDLES && !self->stopped) {
+        curl_easy_reset(t->easy);
+        self->spare[self->n_spare++] = t->easy;
+    } else {
+        curl_easy_cleanup(t->easy);
+    }
     curl_slist_free_all(t->headers);
     if (t->prev)
         t->prev->next = t->next;
@@ -238,7 +247,7 @@ static void transfer_start(agpu_forward_t *self, agpu_exchange_t *ex)
 {
     const agpu_request_t *req = agpu_exchange_request(ex);
     transfer_t *t = calloc(1, sizeof *t);
-    CURL *easy = t ? curl_easy_init() : NULL;
+    CURL *easy = !t ? NULL : self->n_spare ? self->spare[--self->n_spare] : curl_easy_init();
     if (!easy) {
         free(t);
         agpu_exchange_finish(ex, "out of memory starting the upstream request");
@@ -369,6 +378,8 @@ void agpu_forward_destroy(agpu_forward_t **self_p)
         return;
     *self_p = NULL;
     agpu_forward_stop(self);
+    while (self->n_spare)
+        curl_easy_cleanup(self->spare[--self->n_spare]);
     curl_multi_cleanup(self->multi);
     free(self->kicked.items);
     free(self->touched.items);

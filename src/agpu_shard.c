@@ -2,7 +2,8 @@
  * upstream sockets and a wake-up descriptor. Its loop, each turn:
  *   1. wait for a socket, a timer (libmicrohttpd's or libcurl's), or the stop signal;
  *   2. let libcurl read and write the upstream sockets that are ready;
- *   3. let libmicrohttpd serve the clients that are ready (this may start exchanges);
+ *   3. let libmicrohttpd serve the clients that are ready or resumed (this may start
+ *      exchanges);
  *   4. let the forwarder act on what the front door asked and wake the clients it answered;
  *      while it woke some, go back to 3 (a kept-alive upstream can answer at once). */
 #include "agpu_shard.h"
@@ -55,9 +56,12 @@ static void shard_turn(agpu_shard_t *self, long max_wait_ms)
         timeout = 0;
     int n = epoll_wait(self->epoll_fd, events, SHARD_EVENTS_PER_WAIT,
                        timeout > 60000 ? 60000 : (int)timeout);
+    bool clients_ready = n == 0; /* a timeout: libmicrohttpd's may be the one that expired */
     for (int i = 0; i < n; i++) {
         uint64_t tag = events[i].data.u64;
-        if (tag == SHARD_TAG_WAKE) {
+        if (tag == SHARD_TAG_HTTP) {
+            clients_ready = true;
+        } else if (tag == SHARD_TAG_WAKE) {
             uint64_t count;
             ssize_t ignored = read(self->wake_fd, &count, sizeof count);
             (void)ignored;
@@ -67,10 +71,11 @@ static void shard_turn(agpu_shard_t *self, long max_wait_ms)
     }
     agpu_forward_run(self->forward); /* wake clients whose answers arrived */
     for (int round = 0; round < SHARD_ROUNDS_PER_TURN; round++) {
+        if (!clients_ready && !agpu_http_pending(self->http))
+            break;
+        clients_ready = false;
         agpu_http_run(self->http);       /* serve clients, resumed ones included */
         agpu_forward_run(self->forward); /* start what they asked for; wake who got answers */
-        if (!agpu_http_pending(self->http))
-            break;
     }
 }
 
