@@ -113,9 +113,7 @@ class Cluster:
             if a.proc is not None and a.proc.crashed():
                 crashed.append(f"agpu {a.name} died from signal {-a.proc.returncode}:\n"
                                f"{a.proc.log_tail(2000)}")
-            a.stop()
-        for s in self.sims:
-            s.stop()
+        harness.stop_all([x.proc for x in self.agpus + self.sims])
         for o in self.others:
             try:
                 o.close()
@@ -153,9 +151,7 @@ class Twins:
         return d, a
 
     def stop(self):
-        self.node.stop()
-        self.behind.stop()
-        self.direct.stop()
+        harness.stop_all([self.node.proc, self.behind.proc, self.direct.proc])
 
 
 @pytest.fixture(scope="session")
@@ -192,8 +188,7 @@ class Shared:
         self.node = harness.start_with_retry(lambda: harness.Agpu(self.sim.url, name=self.NAME))
 
     def stop(self):
-        self.node.stop()
-        self.sim.stop()
+        harness.stop_all([self.node.proc, self.sim.proc])
 
 
 @pytest.fixture(scope="session")

@@ -77,13 +77,18 @@ def check_timing(direct, via, min_lines):
     assert vt[0] < dt[0] + 0.3, f"first line through agpu at {vt[0]:.3f}s, direct at {dt[0]:.3f}s"
     assert vt[0] < vt[-1] - 0.6 * produced, (
         f"first line through agpu at {vt[0]:.3f}s, last at {vt[-1]:.3f}s: lines were held back")
-    # Lines are spread out like the direct ones, not released in bursts.
-    dg, vg = gaps(dt), gaps(vt)
-    med_d, med_v = statistics.median(dg), statistics.median(vg)
-    assert abs(med_v - med_d) < 0.04, f"median gap through agpu {med_v:.3f}s vs direct {med_d:.3f}s"
-    bursts = sum(1 for g in vg if g < 0.2 / TPS)
-    assert bursts <= max(2, len(vg) // 5), f"{bursts} of {len(vg)} lines arrived in bursts: {vg}"
-    assert max(vg) < 3.0 / TPS, f"a line was held {max(vg):.3f}s through agpu: {vg}"
+    # Each line reaches the client through agpu when the same line reaches a direct client of
+    # the same simulator (both streams run at once): not held back, not released in bursts.
+    # A single scheduling hiccup on a loaded 2-core machine is tolerated.
+    late = [v - d for v, d in zip(vt, dt)]
+    n_late = sum(1 for x in late if x > 0.7 / TPS)
+    detail = (f"lateness through agpu per line {[round(x, 3) for x in late]}; "
+              f"gaps agpu {[round(g, 3) for g in gaps(vt)]}, direct {[round(g, 3) for g in gaps(dt)]}")
+    assert statistics.median(late) < 0.5 / TPS, "lines arrive late through agpu: " + detail
+    assert n_late <= max(2, len(late) // 4), f"{n_late} of {len(late)} lines held back: " + detail
+    assert max(late) < 8.0 / TPS, "a line was held back: " + detail
+    med_d, med_v = statistics.median(gaps(dt)), statistics.median(gaps(vt))
+    assert abs(med_v - med_d) < 0.4 / TPS, f"median gap through agpu {med_v:.3f}s vs direct {med_d:.3f}s: " + detail
 
 
 @pytest.mark.timeout_s(20)

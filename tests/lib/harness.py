@@ -92,6 +92,17 @@ _LIVE_LOCK = threading.Lock()
 LOG_DIR = Path(tempfile.mkdtemp(prefix="agpu-blackbox-"))
 
 
+def _die_with_parent():
+    """In the child before exec: SIGKILL it if the test runner dies (even by SIGKILL), so no
+    daemon outlives a crashed or killed test run."""
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
 class StartError(RuntimeError):
     pass
 
@@ -118,7 +129,7 @@ class Proc:
         self._log.write(("$ " + " ".join(self.argv) + "\n").encode())
         self._log.flush()
         self.popen = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=self._log,
-                                      stderr=subprocess.STDOUT, env=env)
+                                      stderr=subprocess.STDOUT, env=env, preexec_fn=_die_with_parent)
         self.started_at = time.monotonic()
         self.stopped_by_us = False
         with _LIVE_LOCK:
@@ -202,6 +213,24 @@ class Proc:
         return data[-max_bytes:].decode("utf-8", "replace")
 
 
+def stop_all(procs, grace=3.0):
+    """Stops several processes at once: SIGTERM to all, one shared grace period, then SIGKILL to
+    whatever is left. Returns {proc: exit status}."""
+    procs = [p for p in procs if p is not None and p.popen is not None]
+    for p in procs:
+        p.stopped_by_us = True
+        p._signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for p in procs:
+        p.wait_exit(max(0.0, deadline - time.monotonic()))
+    for p in procs:
+        if p.alive():
+            p._signal(signal.SIGKILL)
+            p.wait_exit(5)
+        p._forget()
+    return {p: p.returncode for p in procs}
+
+
 def clean_env(extra=None):
     """The test runner's environment without AGPU_* and OLLAMA_* settings, so a developer's or
     CI's own settings never change what a test starts; `extra` is added on top."""
@@ -231,7 +260,8 @@ def run_cli(args, env=None, timeout=10):
     """Runs `agpu ARGS...` to completion; returns CompletedProcess (text)."""
     full_env = clean_env(env)
     return subprocess.run([str(agpu_bin())] + [str(a) for a in args], stdin=subprocess.DEVNULL,
-                          capture_output=True, text=True, env=full_env, timeout=timeout)
+                          capture_output=True, text=True, env=full_env, timeout=timeout,
+                          preexec_fn=_die_with_parent)
 
 
 # ---------------------------------------------------------------- ollama-sim and agpu
