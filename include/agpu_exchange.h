@@ -77,6 +77,10 @@ long agpu_exchange_read_response(agpu_exchange_t *ex, char *out, size_t max);
  * all to out and returns true: the front can send head and body in one write. */
 bool agpu_exchange_whole_body(agpu_exchange_t *ex, char *out, size_t max, size_t *len);
 
+/* What a finished streamed answer says of the upstream's speed: time to the first line, and
+ * lines (tokens) per second after it. false when there is too little to measure. */
+bool agpu_exchange_speed(agpu_exchange_t *ex, uint32_t *ttft_ms, double *tokens_per_s);
+
 /* The client is gone: the forwarder drops the upstream request at once. */
 void agpu_exchange_cancel(agpu_exchange_t *ex);
 

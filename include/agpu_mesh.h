@@ -50,6 +50,11 @@ void agpu_mesh_set_local(agpu_mesh_t *self, bool ollama_up, const char *ollama_v
  * agpu_name_key). Any thread; peers hear of it within the debounce delay. */
 void agpu_mesh_count_request(agpu_mesh_t *self, const char *model_key, int delta);
 
+/* A measured answer of the local Ollama for a model (its agpu_name_key): time to first token
+ * and generation speed, folded into a moving average that peers are told. Any thread. */
+void agpu_mesh_record_speed(agpu_mesh_t *self, const char *model_key, uint32_t ttft_ms,
+                            double tokens_per_s);
+
 /* The current snapshot, with a reference the caller drops with agpu_view_unref. */
 agpu_view_t *agpu_mesh_view(agpu_mesh_t *self);
 

@@ -19,7 +19,8 @@ typedef struct {
     uint64_t size;
     bool loaded;
     uint32_t in_flight, queued;
-    double tokens_per_s;
+    double tokens_per_s; /* measured; 0 until then */
+    uint32_t ttft_ms;
 } agpu_view_model_t;
 
 typedef struct {

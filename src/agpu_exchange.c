@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 /* What a suspended front door is waiting for; it is resumed as soon as that holds. */
 typedef enum { WAIT_NONE, WAIT_ROOM, WAIT_HEAD, WAIT_DATA } front_wait_t;
@@ -46,7 +47,17 @@ struct agpu_exchange {
     char error[AGPU_ERROR_MAX];
     front_wait_t waiting;
     bool wake_due; /* what the front waits for has happened; agpu_exchange_wake resumes it */
+
+    int64_t created_ms, first_byte_ms, last_byte_ms; /* for the node's measured speed */
+    uint64_t lines;
 };
+
+static int64_t monotonic_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 static char *dup_or_null(const char *s)
 {
@@ -65,6 +76,7 @@ agpu_exchange_t *agpu_exchange_new(const agpu_request_t *request, const agpu_exc
     ex->front = front;
     ex->forwarder = forwarder;
     ex->content_length = -1;
+    ex->created_ms = monotonic_ms();
     ex->method = dup_or_null(request->method);
     ex->url = dup_or_null(request->url);
     ex->request_headers = calloc(request->header_count + 1, sizeof(char *));
@@ -365,6 +377,14 @@ bool agpu_exchange_take_response(agpu_exchange_t *ex, const void *data, size_t l
         ex->recv_paused = true;
         taken = false;
     } else if (agpu_pipe_write(&ex->down, data, len) == 0) {
+        if (ex->kind != AGPU_BODY_OTHER) { /* a stream: one line (or SSE line) per token */
+            ex->last_byte_ms = monotonic_ms();
+            if (!ex->first_byte_ms)
+                ex->first_byte_ms = ex->last_byte_ms;
+            for (const char *p = data, *end = p + len; (p = memchr(p, '\n', (size_t)(end - p)));
+                 p++)
+                ex->lines++;
+        }
         front_wake_later_if(ex, WAIT_DATA);
         front_wake_later_if(ex, WAIT_HEAD); /* the head is complete once its body flows */
     } else {
@@ -421,6 +441,21 @@ agpu_exchange_flow_t agpu_exchange_flow(agpu_exchange_t *ex)
     agpu_exchange_flow_t flow = {ex->finished, ex->canceled, ex->recv_paused, ex->send_paused};
     pthread_mutex_unlock(&ex->lock);
     return flow;
+}
+
+bool agpu_exchange_speed(agpu_exchange_t *ex, uint32_t *ttft_ms, double *tokens_per_s)
+{
+    pthread_mutex_lock(&ex->lock);
+    /* SSE frames end in a blank line: two newlines per token */
+    uint64_t tokens = ex->kind == AGPU_BODY_SSE ? ex->lines / 2 : ex->lines;
+    bool measured = ex->finished && !ex->failed && ex->first_byte_ms && tokens >= 2;
+    if (measured) {
+        *ttft_ms = (uint32_t)(ex->first_byte_ms - ex->created_ms);
+        int64_t span = ex->last_byte_ms - ex->first_byte_ms;
+        *tokens_per_s = span > 0 ? (double)(tokens - 1) * 1000.0 / (double)span : 0;
+    }
+    pthread_mutex_unlock(&ex->lock);
+    return measured;
 }
 
 void agpu_exchange_set_transfer(agpu_exchange_t *ex, void *transfer)

@@ -501,6 +501,11 @@ static void on_request_done(void *cls, struct MHD_Connection *conn, void **req_c
     request_t *req = *req_cls;
     if (!req)
         return;
+    uint32_t ttft_ms;
+    double tokens_per_s;
+    if (req->ex && req->counted &&
+        agpu_exchange_speed(req->ex, &ttft_ms, &tokens_per_s))
+        agpu_mesh_record_speed(req->http->options.mesh, req->model, ttft_ms, tokens_per_s);
     if (req->ex) {
         /* A complete answer may be out before libcurl reports the transfer done: leave that
          * transfer alone, so its connection is kept for the next request. */

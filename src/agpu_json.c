@@ -50,6 +50,23 @@ static json_t *names(const agpu_view_peer_t *p, bool loaded_only)
     return list;
 }
 
+/* {"model": {"inflight", "queued", "tokens_per_s", "ttft_ms"}} for each model with load or
+ * a measured speed. */
+static json_t *model_stats(const agpu_view_peer_t *p)
+{
+    json_t *stats = json_object();
+    for (size_t i = 0; stats && i < p->n_models; i++) {
+        const agpu_view_model_t *m = &p->models[i];
+        if (m->in_flight || m->queued || m->tokens_per_s > 0)
+            json_object_set_new(stats, m->name,
+                                json_pack("{s:I, s:I, s:f, s:I}", "inflight",
+                                          (json_int_t)m->in_flight, "queued",
+                                          (json_int_t)m->queued, "tokens_per_s", m->tokens_per_s,
+                                          "ttft_ms", (json_int_t)m->ttft_ms));
+    }
+    return stats;
+}
+
 char *agpu_json_peers(const agpu_view_t *view, int64_t now_ms)
 {
     json_t *peers = json_array();
@@ -58,14 +75,15 @@ char *agpu_json_peers(const agpu_view_t *view, int64_t now_ms)
         int64_t age = now_ms - p->last_seen_ms;
         json_array_append_new(
             peers, json_pack("{s:s, s:s, s:b, s:s, s:s, s:s, s:s, s:o, s:o, s:I, s:I, s:I, s:I,"
-                             " s:b, s:s}",
+                             " s:b, s:s, s:o}",
                              "id", p->id, "name", p->name, "self", p->self, "state",
                              agpu_peer_state_name(p->state), "http", p->http, "gossip", p->gossip,
                              "ollama", agpu_view_ollama_name(p->ollama), "models", names(p, false),
                              "loaded", names(p, true), "inflight", (json_int_t)p->in_flight,
                              "capacity", (json_int_t)p->capacity, "queued", (json_int_t)p->queued,
                              "last_seen_ms", (json_int_t)(p->self || age < 0 ? 0 : age), "draining",
-                             p->draining, "ollama_version", p->ollama_version));
+                             p->draining, "ollama_version", p->ollama_version, "model_stats",
+                             model_stats(p)));
     }
     json_t *root = json_pack("{s:s, s:o}", "self", agpu_view_self_id(view), "peers", peers);
     char *text = root ? json_dumps(root, JSON_COMPACT) : NULL;

@@ -44,6 +44,7 @@ struct agpu_mesh {
     struct {
         char model[AGPU_NAME_KEY_MAX];
         int in_flight;
+        double tokens_per_s, ttft_ms; /* moving averages; 0 until measured */
     } counts[AGPU_MSG_MAX_MODELS];
     size_t n_counts;
     atomic_bool load_changed;
@@ -133,10 +134,15 @@ static void fill_load(actor_t *a)
     for (size_t i = 0; i < a->n_models; i++) {
         char key[AGPU_NAME_KEY_MAX];
         int in_flight = 0;
+        a->models[i].tokens_per_s = 0;
+        a->models[i].ttft_ms = 0;
         if (agpu_name_key(a->models[i].name, key, sizeof key) == 0)
             for (size_t c = 0; c < m->n_counts; c++)
-                if (strcmp(m->counts[c].model, key) == 0)
+                if (strcmp(m->counts[c].model, key) == 0) {
                     in_flight = m->counts[c].in_flight;
+                    a->models[i].tokens_per_s = m->counts[c].tokens_per_s;
+                    a->models[i].ttft_ms = (uint32_t)m->counts[c].ttft_ms;
+                }
         a->models[i].in_flight = in_flight > 0 ? (uint32_t)in_flight : 0;
         a->models[i].queued = a->models[i].in_flight > m->options.slots
                                   ? a->models[i].in_flight - m->options.slots
@@ -605,30 +611,57 @@ void agpu_mesh_set_local(agpu_mesh_t *self, bool ollama_up, const char *ollama_v
     enqueue(self, cmd);
 }
 
-void agpu_mesh_count_request(agpu_mesh_t *self, const char *model_key, int delta)
+/* The entry counting model_key (count_lock held): found, or made when create is set (reusing
+ * one no longer busy and never measured); -1 when there is none and no room. */
+static long count_entry(agpu_mesh_t *self, const char *model_key, bool create)
 {
-    pthread_mutex_lock(&self->count_lock);
     size_t i = 0, free_slot = self->n_counts;
     for (; i < self->n_counts; i++) {
         if (strcmp(self->counts[i].model, model_key) == 0)
-            break;
-        if (self->counts[i].in_flight == 0 && free_slot == self->n_counts)
-            free_slot = i; /* a model no longer busy: its entry can be reused */
+            return (long)i;
+        if (self->counts[i].in_flight == 0 && self->counts[i].tokens_per_s == 0 &&
+            free_slot == self->n_counts)
+            free_slot = i;
     }
-    if (i == self->n_counts && delta > 0) { /* a model not counted yet */
-        if (free_slot < self->n_counts)
-            i = free_slot;
-        else if (self->n_counts < AGPU_MSG_MAX_MODELS)
-            i = self->n_counts++;
-        if (i < self->n_counts) {
-            snprintf(self->counts[i].model, sizeof self->counts[i].model, "%s", model_key);
-            self->counts[i].in_flight = 0;
-        }
-    }
-    if (i < self->n_counts)
+    if (!create)
+        return -1;
+    if (free_slot < self->n_counts)
+        i = free_slot;
+    else if (self->n_counts < AGPU_MSG_MAX_MODELS)
+        i = self->n_counts++;
+    else
+        return -1;
+    memset(&self->counts[i], 0, sizeof self->counts[i]);
+    snprintf(self->counts[i].model, sizeof self->counts[i].model, "%s", model_key);
+    return (long)i;
+}
+
+void agpu_mesh_count_request(agpu_mesh_t *self, const char *model_key, int delta)
+{
+    pthread_mutex_lock(&self->count_lock);
+    long i = count_entry(self, model_key, delta > 0);
+    if (i >= 0)
         self->counts[i].in_flight += delta;
     pthread_mutex_unlock(&self->count_lock);
     atomic_store(&self->load_changed, true);
+}
+
+/* Weight of the newest measurement in the moving averages: recent enough to follow a node
+ * that slows down under load, steady enough that one odd answer does not swing routing. */
+#define MESH_SPEED_WEIGHT 0.3
+
+void agpu_mesh_record_speed(agpu_mesh_t *self, const char *model_key, uint32_t ttft_ms,
+                            double tokens_per_s)
+{
+    pthread_mutex_lock(&self->count_lock);
+    long i = count_entry(self, model_key, true);
+    if (i >= 0) {
+        bool first = self->counts[i].tokens_per_s == 0;
+        double w = first ? 1.0 : MESH_SPEED_WEIGHT;
+        self->counts[i].tokens_per_s += w * (tokens_per_s - self->counts[i].tokens_per_s);
+        self->counts[i].ttft_ms += w * ((double)ttft_ms - self->counts[i].ttft_ms);
+    }
+    pthread_mutex_unlock(&self->count_lock);
 }
 
 agpu_view_t *agpu_mesh_view(agpu_mesh_t *self)

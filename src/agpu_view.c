@@ -95,6 +95,7 @@ int agpu_view_add(agpu_view_t *self, const char *id, const char *gossip, bool is
                 .in_flight = m->in_flight,
                 .queued = m->queued,
                 .tokens_per_s = m->tokens_per_s,
+                .ttft_ms = m->ttft_ms,
             };
             p->in_flight += m->in_flight;
             p->queued += m->queued;

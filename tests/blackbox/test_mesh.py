@@ -169,3 +169,21 @@ def test_agpu_api_unknown_path_and_method(cluster):
     assert r.status == 404 and "error" in r.json()
     r = harness.request(a.port, "POST", "/agpu/v1/peers", body=b"{}")
     assert r.status == 405 and "error" in r.json()
+
+
+def test_measured_speed_reaches_peers(cluster):
+    sim = cluster.sim(tokens_per_sec=40)
+    a, b = chain(cluster, sim, 2)
+    wait_until("both see both", lambda: all_alive([a, b]), 3.0)
+    body = {"model": "llama3.2", "prompt": "measure me", "options": {"num_predict": 24}}
+    r = harness.request(a.port, "POST", "/api/generate", json_body=body, timeout=10)
+    assert r.status == 200 and r.ndjson()[-1]["done"] is True
+
+    def n1_speed():
+        n1 = next(p for p in peers(b)["peers"] if p["name"] == "n1")
+        return n1["model_stats"].get("llama3.2:latest", {}).get("tokens_per_s")
+
+    tps, _ = wait_until("n2 learns n1's measured speed", n1_speed, 3.0)
+    assert 40 * 0.6 < tps < 40 * 1.6, f"measured {tps} tokens/s of a 40 tokens/s model"
+    n1 = next(p for p in peers(b)["peers"] if p["name"] == "n1")
+    assert 0 < n1["model_stats"]["llama3.2:latest"]["ttft_ms"] < 1000
