@@ -106,8 +106,12 @@ agpu_peer_change_t agpu_peer_on_member(agpu_peer_t *self, const agpu_msg_member_
 /* A forward to this peer failed before the first byte. */
 agpu_peer_change_t agpu_peer_mark_suspect(agpu_peer_t *self, int64_t now_ms);
 
-/* Applies the timeouts. Call every tick_ms; a late call goes straight to the right state. */
+/* Applies the timeouts. Call at agpu_peer_next_deadline (or every tick_ms); a late call goes
+ * straight to the right state. */
 agpu_peer_change_t agpu_peer_tick(agpu_peer_t *self, int64_t now_ms);
+
+/* When agpu_peer_tick could next change something, if nothing is heard meanwhile. */
+int64_t agpu_peer_next_deadline(const agpu_peer_t *self);
 
 const char *agpu_peer_id(const agpu_peer_t *self);
 const char *agpu_peer_gossip_endpoint(const agpu_peer_t *self);

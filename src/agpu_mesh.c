@@ -64,7 +64,9 @@ typedef struct {
     agpu_msg_model_t *models;
     size_t n_models;
     int64_t next_heartbeat, next_tick, state_due;
-    bool view_dirty;
+    bool view_dirty;  /* the snapshot is out of date */
+    bool view_urgent; /* ... in a way that matters now: a node joined, died, left */
+    int64_t next_view;
     uint8_t *buf;
 } actor_t;
 
@@ -252,6 +254,14 @@ static void release_link(actor_t *a, const char *endpoint)
 
 /* ---- receiving ---- */
 
+/* A change to the mesh: the snapshot must follow, at once when a node's lifecycle moved, else
+ * within a tick (a busy mesh changes load many times a second; readers need not see each). */
+static void note_change(actor_t *a, agpu_peer_change_t change)
+{
+    a->view_dirty |= change.what != 0;
+    a->view_urgent |= (change.what & AGPU_PEER_MOVED) != 0;
+}
+
 static void log_change(agpu_peer_t *peer, agpu_peer_change_t change)
 {
     if (change.what & AGPU_PEER_MOVED)
@@ -270,7 +280,7 @@ static void on_members(actor_t *a, const agpu_msg_state_t *st, int64_t now)
         if (peer) {
             agpu_peer_change_t change = agpu_peer_on_member(peer, member, now);
             log_change(peer, change);
-            a->view_dirty |= change.what != 0;
+            note_change(a, change);
         } else {
             ensure_link(a, member->endpoint); /* it introduces itself once linked */
         }
@@ -288,7 +298,7 @@ static void on_state(actor_t *a, agpu_msg_t *msg, int64_t now)
         zhashx_insert(a->peers, msg->id, peer);
         agpu_info("peer %s (%s) joined at %s", msg->state.name, msg->id,
                   msg->state.gossip_endpoint);
-        a->view_dirty = true;
+        a->view_dirty = a->view_urgent = true;
         /* tell everyone soon: our digest now names it, which is how the others learn it */
         if (a->state_due < 0)
             a->state_due = now + a->mesh->options.timeouts.debounce_ms;
@@ -299,7 +309,7 @@ static void on_state(actor_t *a, agpu_msg_t *msg, int64_t now)
     on_members(a, &msg->state, now); /* before the peer may take the message */
     agpu_peer_change_t change = agpu_peer_on_message(peer, msg, now);
     log_change(peer, change);
-    a->view_dirty |= change.what != 0;
+    note_change(a, change);
     if (change.what & AGPU_PEER_ENDPOINT)
         release_link(a, old_endpoint);
 }
@@ -327,7 +337,7 @@ static void on_inbound(actor_t *a, int64_t now)
             if (peer) {
                 agpu_peer_change_t change = agpu_peer_on_goodbye(peer, &msg, now);
                 log_change(peer, change);
-                a->view_dirty |= change.what != 0;
+                note_change(a, change);
             }
         }
         agpu_msg_reset(&msg);
@@ -342,6 +352,8 @@ static void on_commands(actor_t *a, int64_t now)
     uint64_t count;
     ssize_t ignored = read(a->mesh->wake_fd, &count, sizeof count);
     (void)ignored;
+    if (atomic_exchange(&a->mesh->load_changed, false) && a->state_due < 0)
+        a->state_due = now + a->mesh->options.timeouts.debounce_ms;
     pthread_mutex_lock(&a->mesh->lock);
     command_t *cmd = a->mesh->queue_head;
     a->mesh->queue_head = a->mesh->queue_tail = NULL;
@@ -381,7 +393,7 @@ static void tick(actor_t *a, int64_t now)
     for (agpu_peer_t *p = zhashx_first(a->peers); p; p = zhashx_next(a->peers)) {
         agpu_peer_change_t change = agpu_peer_tick(p, now);
         log_change(p, change);
-        a->view_dirty |= change.what != 0;
+        note_change(a, change);
         if (change.what & AGPU_PEER_FORGET)
             zlistx_add_end(forget, (void *)zhashx_cursor(a->peers));
     }
@@ -393,9 +405,12 @@ static void tick(actor_t *a, int64_t now)
         release_link(a, endpoint);
     }
     zlistx_destroy(&forget);
-    if (atomic_exchange(&a->mesh->load_changed, false) && a->state_due < 0)
-        a->state_due = now + a->mesh->options.timeouts.debounce_ms;
-    a->next_tick = now + a->mesh->options.timeouts.tick_ms;
+    /* sleep until the first peer's deadline: an idle mesh wakes for messages, not for a clock */
+    a->next_tick = now + a->mesh->options.timeouts.heartbeat_ms;
+    for (agpu_peer_t *p = zhashx_first(a->peers); p; p = zhashx_next(a->peers)) {
+        int64_t due = agpu_peer_next_deadline(p);
+        a->next_tick = due > now && due < a->next_tick ? due : a->next_tick;
+    }
 }
 
 static void publish_view(actor_t *a, int64_t now)
@@ -419,7 +434,8 @@ static void publish_view(actor_t *a, int64_t now)
     m->view = view;
     pthread_mutex_unlock(&m->lock);
     agpu_view_unref(&old);
-    a->view_dirty = false;
+    a->view_dirty = a->view_urgent = false;
+    a->next_view = now + a->mesh->options.timeouts.tick_ms;
 }
 
 static int64_t min_due(int64_t a, int64_t b)
@@ -475,6 +491,8 @@ static void mesh_actor(zsock_t *pipe, void *arg)
     while (true) {
         now = zclock_mono();
         int64_t due = min_due(min_due(a.next_heartbeat, a.next_tick), a.state_due);
+        if (a.view_dirty)
+            due = min_due(due, a.next_view);
         long timeout = due > now ? (long)(due - now) : 0;
         if (zmq_poll(items, 3, timeout) < 0 && zmq_errno() != EINTR)
             break;
@@ -494,7 +512,7 @@ static void mesh_actor(zsock_t *pipe, void *arg)
             tick(&a, now);
         if (now >= a.next_heartbeat || (a.state_due >= 0 && now >= a.state_due))
             broadcast_state(&a, now);
-        if (a.view_dirty)
+        if (a.view_dirty && (a.view_urgent || now >= a.next_view))
             publish_view(&a, now);
     }
     say_goodbye(&a);
@@ -643,7 +661,11 @@ void agpu_mesh_count_request(agpu_mesh_t *self, const char *model_key, int delta
     if (i >= 0)
         self->counts[i].in_flight += delta;
     pthread_mutex_unlock(&self->count_lock);
-    atomic_store(&self->load_changed, true);
+    if (!atomic_exchange(&self->load_changed, true)) { /* the first change since the last STATE */
+        uint64_t one = 1;
+        ssize_t ignored = write(self->wake_fd, &one, sizeof one);
+        (void)ignored;
+    }
 }
 
 /* Weight of the newest measurement in the moving averages: recent enough to follow a node

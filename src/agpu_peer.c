@@ -198,16 +198,42 @@ agpu_peer_change_t agpu_peer_mark_suspect(agpu_peer_t *self, int64_t now_ms)
     return c;
 }
 
+/* Silence allowed before suspect and dead: a slower peer gets the same number of heartbeats. */
+static void silence_limits(const agpu_peer_t *self, int64_t *suspect, int64_t *dead)
+{
+    *suspect = self->t.suspect_ms;
+    *dead = self->t.dead_ms;
+    int64_t hb = self->has_latest ? (int64_t)self->latest.state.heartbeat_ms : 0;
+    if (hb > self->t.heartbeat_ms) {
+        *suspect = *suspect * hb / self->t.heartbeat_ms;
+        *dead = *dead * hb / self->t.heartbeat_ms;
+    }
+}
+
+int64_t agpu_peer_next_deadline(const agpu_peer_t *self)
+{
+    int64_t suspect, dead;
+    silence_limits(self, &suspect, &dead);
+    switch (self->state) {
+    case AGPU_PEER_ALIVE:
+        return self->last_seen + suspect;
+    case AGPU_PEER_SUSPECT: {
+        int64_t due = self->last_seen + dead;
+        return self->held && self->hold_until < due ? self->hold_until : due;
+    }
+    case AGPU_PEER_DEAD:
+    case AGPU_PEER_LEFT:
+        return self->since + self->t.forget_ms;
+    }
+    return self->last_seen + suspect;
+}
+
 agpu_peer_change_t agpu_peer_tick(agpu_peer_t *self, int64_t now_ms)
 {
     agpu_peer_change_t c = unchanged(self);
     int64_t silence = now_ms > self->last_seen ? now_ms - self->last_seen : 0;
-    int64_t suspect = self->t.suspect_ms, dead = self->t.dead_ms;
-    int64_t hb = self->has_latest ? (int64_t)self->latest.state.heartbeat_ms : 0;
-    if (hb > self->t.heartbeat_ms) { /* a slower peer: the same number of heartbeats */
-        suspect = suspect * hb / self->t.heartbeat_ms;
-        dead = dead * hb / self->t.heartbeat_ms;
-    }
+    int64_t suspect, dead;
+    silence_limits(self, &suspect, &dead);
     switch (self->state) {
     case AGPU_PEER_ALIVE:
     case AGPU_PEER_SUSPECT:
