@@ -18,6 +18,15 @@
 
 /* Messages a link queues for a peer that is slow or away; newer ones are dropped after. */
 #define MESH_LINK_HWM 16
+/* Messages queued from one sender before its newer ones are dropped: bounds what a flooding
+ * sender costs (64 x AGPU_MSG_MAX_SIZE); a peer sends one a heartbeat. */
+#define MESH_INBOUND_HWM 64
+/* Messages handled per wake-up before the timers run, so a flood cannot stop our heartbeat. */
+#define MESH_INBOUND_BATCH 64
+/* Redial a silent endpoint at 100 ms, backing off to this. */
+#define MESH_RECONNECT_MAX_MS 2000
+/* A link made from hearsay (a digest) whose node never spoke is dropped after this. */
+#define MESH_HEARSAY_LINK_MS 10000
 /* How long a closing link may take to deliver our GOODBYE. */
 #define MESH_GOODBYE_LINGER_MS 300
 
@@ -58,6 +67,7 @@ typedef struct {
     zsock_t *pipe, *inbound;
     zhashx_t *links; /* endpoint -> zsock_t * (PUSH) */
     zhashx_t *peers; /* id -> agpu_peer_t * */
+    zhashx_t *hearsay; /* endpoint -> int64_t * when linked, for links no node spoke on yet */
     uint64_t seq;
     bool ollama_up;
     char *version;
@@ -114,6 +124,12 @@ static void destroy_peer(void **item)
 {
     agpu_peer_t *peer = *item;
     agpu_peer_destroy(&peer);
+    *item = NULL;
+}
+
+static void destroy_time(void **item)
+{
+    free(*item);
     *item = NULL;
 }
 
@@ -227,6 +243,7 @@ static void ensure_link(actor_t *a, const char *endpoint)
     if (!link)
         return;
     zsock_set_sndhwm(link, MESH_LINK_HWM);
+    zsock_set_reconnect_ivl_max(link, MESH_RECONNECT_MAX_MS);
     zsock_set_linger(link, 0);
     zsock_set_maxmsgsize(link, AGPU_MSG_MAX_SIZE);
     if (zsock_connect(link, "%s", endpoint) != 0) {
@@ -281,8 +298,14 @@ static void on_members(actor_t *a, const agpu_msg_state_t *st, int64_t now)
             agpu_peer_change_t change = agpu_peer_on_member(peer, member, now);
             log_change(peer, change);
             note_change(a, change);
-        } else {
+        } else if (!zhashx_lookup(a->links, member->endpoint)) {
             ensure_link(a, member->endpoint); /* it introduces itself once linked */
+            int64_t *since = malloc(sizeof *since);
+            if (since) {
+                *since = now;
+                if (zhashx_insert(a->hearsay, member->endpoint, since) != 0)
+                    free(since);
+            }
         }
     }
 }
@@ -299,13 +322,16 @@ static void on_state(actor_t *a, agpu_msg_t *msg, int64_t now)
         agpu_info("peer %s (%s) joined at %s", msg->state.name, msg->id,
                   msg->state.gossip_endpoint);
         a->view_dirty = a->view_urgent = true;
-        /* tell everyone soon: our digest now names it, which is how the others learn it */
+        /* tell everyone soon (our digest now names it, which is how the others learn it), but
+         * at most a few times a heartbeat however many join: a mesh starting cold would
+         * otherwise resend to everyone on every join */
         if (a->state_due < 0)
-            a->state_due = now + a->mesh->options.timeouts.debounce_ms;
+            a->state_due = now + a->mesh->options.timeouts.heartbeat_ms / 4;
     }
     char old_endpoint[AGPU_MSG_ENDPOINT_MAX + 1];
     snprintf(old_endpoint, sizeof old_endpoint, "%s", agpu_peer_gossip_endpoint(peer));
     ensure_link(a, msg->state.gossip_endpoint);
+    zhashx_delete(a->hearsay, msg->state.gossip_endpoint); /* its node spoke */
     on_members(a, &msg->state, now); /* before the peer may take the message */
     agpu_peer_change_t change = agpu_peer_on_message(peer, msg, now);
     log_change(peer, change);
@@ -318,7 +344,9 @@ static void on_inbound(actor_t *a, int64_t now)
 {
     zmq_msg_t frame;
     zmq_msg_init(&frame);
-    while (zmq_msg_recv(&frame, zsock_resolve(a->inbound), ZMQ_DONTWAIT) >= 0) {
+    for (int n = 0; n < MESH_INBOUND_BATCH &&
+                    zmq_msg_recv(&frame, zsock_resolve(a->inbound), ZMQ_DONTWAIT) >= 0;
+         n++) {
         agpu_msg_t msg;
         int rc = zmq_msg_more(&frame) ? AGPU_MSG_EMALFORMED
                                       : agpu_msg_decode(zmq_msg_data(&frame), zmq_msg_size(&frame),
@@ -405,6 +433,18 @@ static void tick(actor_t *a, int64_t now)
         release_link(a, endpoint);
     }
     zlistx_destroy(&forget);
+    zlistx_t *stale = zlistx_new();
+    for (int64_t *since = zhashx_first(a->hearsay); since; since = zhashx_next(a->hearsay))
+        if (now - *since >= MESH_HEARSAY_LINK_MS)
+            zlistx_add_end(stale, (void *)zhashx_cursor(a->hearsay));
+    for (const char *endpoint = zlistx_first(stale); endpoint; endpoint = zlistx_next(stale)) {
+        char copy[AGPU_MSG_ENDPOINT_MAX + 1];
+        snprintf(copy, sizeof copy, "%s", endpoint);
+        zhashx_delete(a->hearsay, copy);
+        agpu_debug("nobody spoke from %s: dropping that link", copy);
+        release_link(a, copy);
+    }
+    zlistx_destroy(&stale);
     /* sleep until the first peer's deadline: an idle mesh wakes for messages, not for a clock */
     a->next_tick = now + a->mesh->options.timeouts.heartbeat_ms;
     for (agpu_peer_t *p = zhashx_first(a->peers); p; p = zhashx_next(a->peers)) {
@@ -463,15 +503,17 @@ static void mesh_actor(zsock_t *pipe, void *arg)
     a.buf = malloc(AGPU_MSG_MAX_SIZE);
     a.links = zhashx_new();
     a.peers = zhashx_new();
+    a.hearsay = zhashx_new();
     a.inbound = zsock_new(ZMQ_PULL);
-    if (!a.buf || !a.links || !a.peers || !a.inbound) {
+    if (!a.buf || !a.links || !a.peers || !a.hearsay || !a.inbound) {
         snprintf(m->error, sizeof m->error, "out of memory");
         goto fail;
     }
     zhashx_set_destructor(a.links, destroy_link);
     zhashx_set_destructor(a.peers, destroy_peer);
+    zhashx_set_destructor(a.hearsay, destroy_time);
     zsock_set_maxmsgsize(a.inbound, AGPU_MSG_MAX_SIZE); /* larger ones never reach us */
-    zsock_set_rcvhwm(a.inbound, 10000);
+    zsock_set_rcvhwm(a.inbound, MESH_INBOUND_HWM);
     if (zsock_bind(a.inbound, "%s", m->bind) < 0) {
         snprintf(m->error, sizeof m->error, "cannot bind gossip endpoint %s: %s", m->bind,
                  zmq_strerror(zmq_errno()));
@@ -523,6 +565,7 @@ done:
     zsock_destroy(&a.inbound);
     zhashx_destroy(&a.links); /* lingers up to MESH_GOODBYE_LINGER_MS per link */
     zhashx_destroy(&a.peers);
+    zhashx_destroy(&a.hearsay);
     free_models(a.models, a.n_models);
     free(a.version);
     free(a.buf);
