@@ -25,6 +25,9 @@
 #define MESH_INBOUND_BATCH 64
 /* Redial a silent endpoint at 100 ms, backing off to this. */
 #define MESH_RECONNECT_MAX_MS 2000
+/* The membership digest rides on every STATE when membership changed, on every greeting, and
+ * otherwise on one heartbeat in this many (anti-entropy): at 50 nodes it is 95% of a STATE. */
+#define MESH_DIGEST_EVERY 5
 /* A link made from hearsay (a digest) whose node never spoke is dropped after this. */
 #define MESH_HEARSAY_LINK_MS 10000
 /* How long a closing link may take to deliver our GOODBYE. */
@@ -74,6 +77,8 @@ typedef struct {
     agpu_msg_model_t *models;
     size_t n_models;
     int64_t next_heartbeat, next_tick, state_due;
+    bool membership_changed; /* a node joined, moved or was forgotten since the last STATE */
+    unsigned beats;
     bool view_dirty;  /* the snapshot is out of date */
     bool view_urgent; /* ... in a way that matters now: a node joined, died, left */
     int64_t next_view;
@@ -210,10 +215,10 @@ static size_t encode_state(actor_t *a, uint64_t seq, agpu_msg_member_t *members,
 }
 
 /* The STATE to send now (each one sent gets the next sequence number). */
-static size_t current_state(actor_t *a)
+static size_t current_state(actor_t *a, bool with_digest)
 {
     agpu_msg_member_t members[AGPU_MSG_MAX_MEMBERS];
-    return encode_state(a, ++a->seq, members, AGPU_MSG_MAX_MEMBERS);
+    return encode_state(a, ++a->seq, members, with_digest ? AGPU_MSG_MAX_MEMBERS : 0);
 }
 
 static void send_on(zsock_t *link, const uint8_t *buf, size_t len)
@@ -223,9 +228,11 @@ static void send_on(zsock_t *link, const uint8_t *buf, size_t len)
 
 static void broadcast_state(actor_t *a, int64_t now)
 {
-    size_t len = current_state(a);
+    bool with_digest = a->membership_changed || ++a->beats % MESH_DIGEST_EVERY == 0;
+    size_t len = current_state(a, with_digest);
     if (len == 0)
         return;
+    a->membership_changed = false;
     for (zsock_t *link = zhashx_first(a->links); link; link = zhashx_next(a->links))
         send_on(link, a->buf, len);
     a->next_heartbeat = now + a->mesh->options.timeouts.heartbeat_ms;
@@ -253,7 +260,7 @@ static void ensure_link(actor_t *a, const char *endpoint)
     }
     zhashx_insert(a->links, endpoint, link);
     agpu_debug("linked to %s", endpoint);
-    size_t len = current_state(a);
+    size_t len = current_state(a, true); /* a greeting: everything we know */
     if (len)
         send_on(link, a->buf, len);
 }
@@ -277,6 +284,7 @@ static void note_change(actor_t *a, agpu_peer_change_t change)
 {
     a->view_dirty |= change.what != 0;
     a->view_urgent |= (change.what & AGPU_PEER_MOVED) != 0;
+    a->membership_changed |= (change.what & (AGPU_PEER_MOVED | AGPU_PEER_RESTARTED)) != 0;
 }
 
 static void log_change(agpu_peer_t *peer, agpu_peer_change_t change)
@@ -321,7 +329,7 @@ static void on_state(actor_t *a, agpu_msg_t *msg, int64_t now)
         zhashx_insert(a->peers, msg->id, peer);
         agpu_info("peer %s (%s) joined at %s", msg->state.name, msg->id,
                   msg->state.gossip_endpoint);
-        a->view_dirty = a->view_urgent = true;
+        a->view_dirty = a->view_urgent = a->membership_changed = true;
         /* tell everyone soon (our digest now names it, which is how the others learn it), but
          * at most a few times a heartbeat however many join: a mesh starting cold would
          * otherwise resend to everyone on every join */
