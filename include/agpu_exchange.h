@@ -54,6 +54,10 @@ const agpu_request_t *agpu_exchange_request(const agpu_exchange_t *ex);
  * front door had to read first, to learn the model it names). Returns 0, or -1 out of memory. */
 int agpu_exchange_preload_body(agpu_exchange_t *ex, const void *data, size_t len);
 
+/* The forwarder's side of a preloaded body: all of it, moved out (caller frees), so that it
+ * leaves with the request head in one write. NULL when the body is streamed instead. */
+char *agpu_exchange_take_preloaded(agpu_exchange_t *ex, size_t *len);
+
 typedef enum { AGPU_PUSH_TAKEN, AGPU_PUSH_WAIT, AGPU_PUSH_DROPPED } agpu_push_t;
 /* Offers request body bytes. TAKEN: all taken. WAIT: none taken, the front was suspended and
  * is resumed when there is room. DROPPED: the upstream is finished, the bytes are discarded. */

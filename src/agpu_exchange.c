@@ -168,6 +168,19 @@ int agpu_exchange_preload_body(agpu_exchange_t *ex, const void *data, size_t len
     return rc;
 }
 
+char *agpu_exchange_take_preloaded(agpu_exchange_t *ex, size_t *len)
+{
+    char *body = NULL;
+    pthread_mutex_lock(&ex->lock);
+    size_t used = agpu_pipe_used(&ex->up);
+    if (ex->up_eof && (int64_t)used == ex->request.body_length && (body = malloc(used + 1))) {
+        *len = agpu_pipe_read(&ex->up, body, used);
+        body[*len] = '\0';
+    }
+    pthread_mutex_unlock(&ex->lock);
+    return body;
+}
+
 agpu_push_t agpu_exchange_push_body(agpu_exchange_t *ex, const void *data, size_t len)
 {
     agpu_push_t result = AGPU_PUSH_TAKEN;

@@ -22,6 +22,7 @@
 typedef struct transfer {
     CURL *easy;
     struct curl_slist *headers;
+    char *body; /* a body read whole before forwarding, sent with the head */
     agpu_exchange_t *ex;
     agpu_forward_t *forward;
     bool touched; /* in forward->touched: its front may need waking */
@@ -193,6 +194,7 @@ static void transfer_free(agpu_forward_t *self, transfer_t *t)
         curl_easy_cleanup(t->easy);
     }
     curl_slist_free_all(t->headers);
+    free(t->body);
     if (t->prev)
         t->prev->next = t->next;
     else
@@ -234,6 +236,14 @@ static void set_method(CURL *easy, const agpu_request_t *req, transfer_t *t)
         return;
     }
     curl_easy_setopt(easy, CURLOPT_POST, 1L);
+    size_t len;
+    if ((t->body = agpu_exchange_take_preloaded(t->ex, &len))) {
+        curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+        curl_easy_setopt(easy, CURLOPT_POSTFIELDS, t->body);
+        if (strcmp(req->method, "POST") != 0)
+            curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, req->method);
+        return;
+    }
     curl_easy_setopt(easy, CURLOPT_READFUNCTION, on_upload);
     curl_easy_setopt(easy, CURLOPT_READDATA, t);
     curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_length);
