@@ -202,6 +202,20 @@ static void metrics_tail(sim_infer_t *job, sim_buf_t *out)
     sim_buf_opt_i64(out, "eval_duration", m.eval);
 }
 
+/* The answer's text in a final line: all of it when not streamed, else "" (the tokens went
+ * before, one per line). */
+static void answer_text(sim_infer_t *job, sim_buf_t *out, bool whole)
+{
+    if (whole) {
+        sim_buf_t text = {0};
+        sim_infer_text(job, &text);
+        sim_buf_jstr(out, text.data ? text.data : "", text.len);
+        sim_buf_free(&text);
+    } else {
+        sim_buf_str(out, "\"\"");
+    }
+}
+
 static void gen_token(sim_infer_t *job, const char *word, size_t len, sim_buf_t *out)
 {
     line_head(job, out);
@@ -214,14 +228,7 @@ static void gen_done(sim_infer_t *job, sim_buf_t *out, bool whole)
 {
     line_head(job, out);
     sim_buf_str(out, ",\"response\":");
-    if (whole) {
-        sim_buf_t text = {0};
-        sim_infer_text(job, &text);
-        sim_buf_jstr(out, text.data ? text.data : "", text.len);
-        sim_buf_free(&text);
-    } else {
-        sim_buf_str(out, "\"\"");
-    }
+    answer_text(job, out, whole);
     sim_buf_fmt(out, ",\"done\":true,\"done_reason\":\"%s\"", sim_infer_done_reason(job));
     if (job->want_context) {
         sim_buf_str(out, ",\"context\":");
@@ -263,14 +270,7 @@ static void chat_done(sim_infer_t *job, sim_buf_t *out, bool whole)
 {
     line_head(job, out);
     sim_buf_str(out, ",\"message\":{\"role\":\"assistant\",\"content\":");
-    if (whole) {
-        sim_buf_t text = {0};
-        sim_infer_text(job, &text);
-        sim_buf_jstr(out, text.data ? text.data : "", text.len);
-        sim_buf_free(&text);
-    } else {
-        sim_buf_str(out, "\"\"");
-    }
+    answer_text(job, out, whole);
     sim_buf_fmt(out, "},\"done\":true,\"done_reason\":\"%s\"", sim_infer_done_reason(job));
     metrics_tail(job, out);
     sim_buf_str(out, whole ? "}" : "}\n");
