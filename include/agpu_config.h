@@ -31,6 +31,10 @@ typedef struct {
     char advertise[AGPU_HOSTPORT_MAX]; /* address peers reach this node on; "" = pick one */
     unsigned slots;                    /* requests the local Ollama runs at once */
     unsigned heartbeat_ms;
+    unsigned queue_max;             /* requests waiting per model at this entry node */
+    unsigned queue_timeout_ms;      /* longest wait for a slot */
+    unsigned cold_after_ms;         /* wait for a warm slot before a cold load elsewhere */
+    unsigned first_byte_timeout_ms; /* 0: none */
 } agpu_config_t;
 
 /* Fills config from defaults, the config file, the environment (envp: NAME=VALUE strings,

@@ -1,6 +1,9 @@
-/* The JSON agpu writes itself: error bodies in Ollama's and in OpenAI's shape. */
+/* The JSON agpu writes itself: error bodies in Ollama's and in OpenAI's shape, the peers and
+ * route answers. */
 #ifndef AGPU_JSON_H
 #define AGPU_JSON_H
+
+#include "agpu_route.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -27,5 +30,17 @@ int agpu_json_request_model(const char *body, size_t len, char *out, size_t out_
  * last_seen_ms). Caller frees the result; NULL when out of memory. */
 struct agpu_view;
 char *agpu_json_peers(const struct agpu_view *view, int64_t now_ms);
+
+/* A route plan made over view (agpu_route_plan for key), for `agpu route`: {"model" (as
+ * asked), "key", "verdict", "choice" (candidates[0]'s name, or its id if it has none, when the
+ * verdict is go; else null),
+ * "candidates": [{"id", "name", "self", "state", "http", "tier", "usable", "loaded", "load",
+ * "capacity", "speed", "measured", "score", "why"}] in the plan's order}.
+ * Caller frees the result; NULL when out of memory. */
+char *agpu_json_route(const struct agpu_view *view, const char *model, const char *key,
+                      const agpu_route_candidate_t *candidates, const agpu_route_plan_t *plan);
+
+/* The answer to /agpu/v1/drain and /agpu/v1/undrain: {"node":NAME,"draining":BOOL}. */
+char *agpu_json_drain(const char *node, bool draining);
 
 #endif

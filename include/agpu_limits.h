@@ -57,6 +57,35 @@
  * that sent something libmicrohttpd cannot parse as a request (a NUL byte) holds a socket. */
 #define AGPU_IDLE_TIMEOUT_S 75U
 
+/* The mesh queue (--queue-max, --queue-timeout): while every slot for a model is busy, its
+ * requests wait at their entry node, in order, for one to free. 512 as Ollama's own
+ * OLLAMA_MAX_QUEUE; a minute is longer than a typical answer takes and shorter than a client's
+ * patience. A request turned away gets 503 and Retry-After. */
+#define AGPU_QUEUE_MAX_DEFAULT 512U
+#define AGPU_QUEUE_TIMEOUT_MS_DEFAULT 60000U
+#define AGPU_RETRY_AFTER_S "1"
+
+/* How long a request waits for a busy warm replica before it may load the model cold on a
+ * node with room (--cold-after): a cold load costs seconds, a slot usually frees sooner. */
+#define AGPU_COLD_AFTER_MS_DEFAULT 1000U
+
+/* A peer that has not begun to answer within this is given up for the next candidate
+ * (--first-byte-timeout): Ollama's own model load timeout (OLLAMA_LOAD_TIMEOUT). A peer
+ * that dies is given up sooner: when the mesh marks it suspect. */
+#define AGPU_FIRST_BYTE_TIMEOUT_MS_DEFAULT 300000U
+
+/* Nodes tried for one request before its client gets the last error. */
+#define AGPU_ROUTE_MAX_TRIES 3
+
+/* A mesh-wide list (/api/tags, /api/ps, /v1/models): each node's answer is read whole, up to
+ * this, and nodes that have not answered within the time are left out. */
+#define AGPU_GATHER_MAX_BODY (16U << 20)
+#define AGPU_GATHER_TIMEOUT_MS 5000
+
+/* How often a shard looks at requests that wait (the queue, a peer's first byte) while it has
+ * any: completions wake it at once; this catches what gossip says. */
+#define AGPU_WAITING_POLL_MS 25
+
 /* Longest forms of the strings agpu keeps. */
 #define AGPU_NAME_MAX 64        /* node name, as a host name */
 #define AGPU_HOSTPORT_MAX 300   /* host (up to 255) + ':' + port */

@@ -41,6 +41,15 @@ void agpu_mesh_destroy(agpu_mesh_t **self_p);
 /* A node was seen at this gossip endpoint (mDNS, a seed): connect to it. Any thread. */
 void agpu_mesh_add_endpoint(agpu_mesh_t *self, const char *gossip_endpoint);
 
+/* Draining: this node takes no new work (peers stop sending it, its own clients' requests go
+ * to others) and finishes what it has; peers hear of it at once. Any thread. */
+void agpu_mesh_set_draining(agpu_mesh_t *self, bool draining);
+bool agpu_mesh_draining(agpu_mesh_t *self);
+
+/* This node failed to reach node_id: it is suspect here at once, before gossip says so (its
+ * next message makes it alive again). Any thread. */
+void agpu_mesh_suspect(agpu_mesh_t *self, const char *node_id);
+
 /* What the local Ollama answered last (models: its installed models, loaded flagged).
  * Strings and the array are copied. Any thread. */
 void agpu_mesh_set_local(agpu_mesh_t *self, bool ollama_up, const char *ollama_version,

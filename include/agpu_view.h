@@ -15,6 +15,7 @@ typedef enum { AGPU_OLLAMA_UP, AGPU_OLLAMA_DOWN, AGPU_OLLAMA_NONE } agpu_ollama_
 
 typedef struct {
     const char *name; /* as Ollama lists it: the shortest form, "llama3:latest" */
+    const char *key;  /* its agpu_name_key, to match a request's model against */
     const char *digest;
     uint64_t size;
     bool loaded;
@@ -32,6 +33,7 @@ typedef struct {
     agpu_ollama_state_t ollama;
     const char *ollama_version;
     bool draining;
+    uint64_t seq; /* of the STATE this entry comes from: a newer one counts newer requests */
     uint32_t capacity, in_flight, queued;
     int64_t last_seen_ms; /* monotonic clock */
     size_t n_models;

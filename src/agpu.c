@@ -18,10 +18,24 @@ static void usage(FILE *out)
                  "Commands:\n"
                  "  serve      run a node: serve the Ollama API here and join the mesh\n"
                  "  peers      show the mesh as a node sees it\n"
+                 "  route      show where a node would send a request for a model, and why\n"
+                 "  drain      stop a node taking new work (it finishes what it has)\n"
+                 "  undrain    let a drained node take work again\n"
                  "  version    print the version\n"
                  "  help       show this help\n\n"
-                 "Run 'agpu serve --help' for the node's options.\n");
+                 "Run 'agpu COMMAND --help' for a command's options.\n");
 }
+
+/* The commands that ask a running node over HTTP (agpu_cli). */
+static const struct {
+    const char *name;
+    int (*run)(int argc, char *argv[]);
+} node_commands[] = {
+    {"peers", agpu_cli_peers},
+    {"route", agpu_cli_route},
+    {"drain", agpu_cli_drain},
+    {"undrain", agpu_cli_undrain},
+};
 
 static int run_serve(int argc, char *argv[])
 {
@@ -40,11 +54,13 @@ int main(int argc, char *argv[])
     const char *command = argc > 1 ? argv[1] : "help";
     if (strcmp(command, "serve") == 0)
         return run_serve(argc - 2, argv + 2);
-    if (strcmp(command, "peers") == 0) {
-        curl_global_init(CURL_GLOBAL_DEFAULT);
-        int status = agpu_cli_peers(argc - 2, argv + 2);
-        curl_global_cleanup();
-        return status;
+    for (size_t i = 0; i < sizeof node_commands / sizeof node_commands[0]; i++) {
+        if (strcmp(command, node_commands[i].name) == 0) {
+            curl_global_init(CURL_GLOBAL_DEFAULT);
+            int status = node_commands[i].run(argc - 2, argv + 2);
+            curl_global_cleanup();
+            return status;
+        }
     }
     if (strcmp(command, "version") == 0 || strcmp(command, "--version") == 0) {
         printf("agpu %s\n", PACKAGE_VERSION);

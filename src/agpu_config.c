@@ -13,7 +13,8 @@
 
 typedef enum { OPT_LISTEN, OPT_OLLAMA, OPT_GOSSIP, OPT_PEER, OPT_NAME, OPT_NO_MDNS, OPT_CONFIG,
                OPT_VERBOSE, OPT_MAX_BODY, OPT_CONNECT_TIMEOUT, OPT_THREADS, OPT_MAX_CONNECTIONS,
-               OPT_ORIGINS, OPT_ADVERTISE, OPT_SLOTS, OPT_HEARTBEAT, OPT_HELP } option_id_t;
+               OPT_ORIGINS, OPT_ADVERTISE, OPT_SLOTS, OPT_HEARTBEAT, OPT_QUEUE_MAX,
+               OPT_QUEUE_TIMEOUT, OPT_COLD_AFTER, OPT_FIRST_BYTE_TIMEOUT, OPT_HELP } option_id_t;
 
 typedef struct {
     option_id_t id;
@@ -55,6 +56,17 @@ static const option_t options[] = {
      "requests this node's Ollama runs at once per model (default: OLLAMA_NUM_PARALLEL, else 1)"},
     {OPT_HEARTBEAT, "heartbeat", 0, "AGPU_HEARTBEAT", "MS",
      "how often this node tells the mesh its state (default 1000)"},
+    {OPT_QUEUE_MAX, "queue-max", 0, "AGPU_QUEUE_MAX", "N",
+     "requests per model this node holds while every slot in the mesh is busy; more get 503 "
+     "(default 512, as OLLAMA_MAX_QUEUE)"},
+    {OPT_QUEUE_TIMEOUT, "queue-timeout", 0, "AGPU_QUEUE_TIMEOUT", "MS",
+     "longest a request waits for a free slot before it gets 503 (default 60000)"},
+    {OPT_COLD_AFTER, "cold-after", 0, "AGPU_COLD_AFTER", "MS",
+     "how long a request waits for a busy warm replica before it may load the model on "
+     "another node (default 1000)"},
+    {OPT_FIRST_BYTE_TIMEOUT, "first-byte-timeout", 0, "AGPU_FIRST_BYTE_TIMEOUT", "MS",
+     "a peer that has not begun to answer after MS milliseconds is given up for the next "
+     "one (default 300000, as OLLAMA_LOAD_TIMEOUT)"},
     {OPT_HELP, "help", 'h', NULL, NULL, "show this help"},
 };
 #define OPTION_COUNT (sizeof options / sizeof options[0])
@@ -251,6 +263,23 @@ static int set_option(loader_t *l, const option_t *o, const char *value, source_
             return fail(l, "--heartbeat: '%s' is not 100..60000 milliseconds", value);
         c->heartbeat_ms = (unsigned)n;
         break;
+    case OPT_QUEUE_MAX:
+        if (parse_uint(value, 1000000, &n))
+            return fail(l, "--queue-max: '%s' is not 0..1000000", value);
+        c->queue_max = (unsigned)n;
+        break;
+    case OPT_QUEUE_TIMEOUT:
+    case OPT_COLD_AFTER:
+    case OPT_FIRST_BYTE_TIMEOUT:
+        if (parse_uint(value, 86400000, &n))
+            return fail(l, "--%s: '%s' is not 0..86400000 milliseconds", o->flag, value);
+        if (o->id == OPT_QUEUE_TIMEOUT)
+            c->queue_timeout_ms = (unsigned)n;
+        else if (o->id == OPT_COLD_AFTER)
+            c->cold_after_ms = (unsigned)n;
+        else
+            c->first_byte_timeout_ms = (unsigned)n;
+        break;
     case OPT_HELP:
         break;
     }
@@ -286,6 +315,10 @@ static void set_defaults(agpu_config_t *c)
     c->max_connections = AGPU_MAX_CONNECTIONS_DEFAULT;
     c->slots = 1;
     c->heartbeat_ms = 1000;
+    c->queue_max = AGPU_QUEUE_MAX_DEFAULT;
+    c->queue_timeout_ms = AGPU_QUEUE_TIMEOUT_MS_DEFAULT;
+    c->cold_after_ms = AGPU_COLD_AFTER_MS_DEFAULT;
+    c->first_byte_timeout_ms = AGPU_FIRST_BYTE_TIMEOUT_MS_DEFAULT;
 }
 
 static const char *env_value(char *const envp[], const char *name)

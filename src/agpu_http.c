@@ -5,15 +5,20 @@
 #include "agpu_http.h"
 
 #include "agpu_cors.h"
+#include "agpu_gather.h"
 #include "agpu_headers.h"
 #include "agpu_json.h"
+#include "agpu_ledger.h"
 #include "agpu_limits.h"
 #include "agpu_log.h"
 #include "agpu_mesh.h"
 #include "agpu_name.h"
 #include "agpu_pipe.h"
+#include "agpu_queue.h"
+#include "agpu_route.h"
 #include "agpu_watch.h"
 
+#include <ctype.h>
 #include <microhttpd.h>
 #include <netdb.h>
 #include <errno.h>
@@ -21,9 +26,18 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <stdatomic.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+
+/* Marks a request one node forwards to another: the receiver serves it from its own Ollama
+ * and never forwards it again, so a request cannot loop. Its value is the sender's id. */
+#define HOP_HEADER "X-Agpu-Hop"
+/* Names the node an administrative request (pull, create, copy, delete...) acts on. */
+#define TARGET_HEADER "X-Agpu-Target"
+
+typedef struct request request_t;
 
 struct agpu_http {
     struct MHD_Daemon *daemon;
@@ -31,12 +45,34 @@ struct agpu_http {
     agpu_cors_t *cors;
     agpu_http_options_t options;
     char *node_name, *upstream;
+    char node_id[AGPU_MSG_ID_MAX + 1]; /* this node's id in the mesh; "" without one */
     bool closing;
     bool resumed; /* a connection was resumed since the last agpu_http_run */
+    int wake_fd;  /* the shard's: written to wake its loop from another thread */
+    atomic_bool tend_due; /* the queue woke us: look at the waiting requests */
+    request_t *waiting;   /* requests that wait: in the queue, on a peer, on a mesh-wide list */
+    int64_t next_tend_ms;
+    uint64_t random; /* xorshift state for the router's random choices */
 };
 
-/* One request's state, from its first header to its last byte. */
+/* How a request is served. */
+typedef enum {
+    MODE_LOCAL,  /* by this node's Ollama */
+    MODE_ROUTE,  /* by the node the router picks for its model */
+    MODE_TARGET, /* by the node X-Agpu-Target names */
+    MODE_GATHER, /* by every node, answers merged (mesh-wide lists) */
+} serve_mode_t;
+
+/* A node a request may be sent to, copied out of the view it was chosen from. */
 typedef struct {
+    char id[AGPU_MSG_ID_MAX + 1];
+    char name[AGPU_NAME_MAX];
+    char http[AGPU_MSG_ENDPOINT_MAX + 1];
+    bool self;
+} target_t;
+
+/* One request's state, from its first header to its last byte. */
+struct request {
     agpu_http_t *http;
     struct MHD_Connection *conn;
     agpu_exchange_t *ex;
@@ -47,14 +83,31 @@ typedef struct {
     bool body_ended;
     bool answered;  /* a response is queued */
     bool delivered; /* that response is the upstream's own */
-    bool counted;   /* counted in the mesh's in-flight requests (under model) */
+    bool counted;   /* this attempt counts in the local Ollama's in-flight requests (model) */
+    bool ledgered;  /* this attempt counts in the ledger (sent by the router) */
+    bool suspended; /* the connection is suspended */
     bool may_change_models; /* the local Ollama's model lists may differ after it */
     bool names_model;       /* a POST whose body names a model: read it whole first */
-    agpu_pipe_t body;       /* that body, while it is read */
+    bool hop;               /* forwarded to us by a peer: served here, never forwarded */
+    agpu_pipe_t body;       /* that body: read whole, kept for a retry on another node */
     char model[AGPU_NAME_KEY_MAX]; /* the model it names, as agpu_name_key gives it */
-} request_t;
+    char model_asked[AGPU_MSG_MODEL_NAME_MAX + 1]; /* ... as the client wrote it */
 
-static const agpu_exchange_ops_t exchange_ops;
+    serve_mode_t mode;
+    agpu_route_kind_t kind;
+    target_t targets[AGPU_ROUTE_MAX_TRIES]; /* where to send it, in order */
+    size_t n_targets, attempt;              /* attempt: index of the target being tried */
+    char failure[AGPU_ERROR_MAX];           /* why the last attempt failed */
+    bool abandoned;       /* the waiting pass gave up the attempt: try the next target */
+    agpu_queue_entry_t *queued; /* waiting in the mesh queue */
+    int64_t queued_ms;
+    bool queue_expired;
+    int64_t first_byte_due_ms; /* of an attempt on a peer; 0: none */
+    agpu_gather_t *gather;
+    int64_t gather_due_ms;
+    bool in_waiting;
+    request_t *wait_prev, *wait_next;
+};
 
 /* ---- answers agpu writes itself ---- */
 
@@ -159,9 +212,15 @@ static enum MHD_Result answer_upstream(agpu_http_t *self, struct MHD_Connection 
     }
     if (!response)
         return MHD_NO;
-    for (size_t i = 0; i < head->count; i++)
+    /* a peer's answer names the node that served it already */
+    bool named = false;
+    for (size_t i = 0; i < head->count; i++) {
         MHD_add_response_header(response, head->names[i], head->values[i]);
-    MHD_add_response_header(response, "X-Agpu-Node", self->node_name);
+        named |= strcasecmp(head->names[i], "X-Agpu-Node") == 0;
+    }
+    const target_t *t = &req->targets[req->attempt];
+    if (!named)
+        MHD_add_response_header(response, "X-Agpu-Node", t->self ? self->node_name : t->name);
     add_common_headers(response, req);
     enum MHD_Result ok = MHD_queue_response(conn, (unsigned)head->status, response);
     MHD_destroy_response(response);
@@ -180,8 +239,9 @@ static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind, const 
                                       size_t key_size, const char *value, size_t value_size)
 {
     header_list_t *list = cls;
-    if (!agpu_headers_forward_request(key) || list->count == AGPU_MAX_FORWARD_HEADERS)
-        return MHD_YES;
+    if (!agpu_headers_forward_request(key) || list->count == AGPU_MAX_FORWARD_HEADERS ||
+        strcasecmp(key, HOP_HEADER) == 0 || strcasecmp(key, TARGET_HEADER) == 0)
+        return MHD_YES; /* agpu's own headers are for agpu: the hop marker is set per hop */
     char *line = malloc(key_size + value_size + 3);
     if (line) {
         memcpy(line, key, key_size);
@@ -241,10 +301,10 @@ static enum MHD_Result collect_argument(void *cls, enum MHD_ValueKind kind, cons
     return MHD_YES;
 }
 
-static char *upstream_url(agpu_http_t *self, struct MHD_Connection *conn, const char *path)
+static char *upstream_url(const char *base, struct MHD_Connection *conn, const char *path)
 {
     url_builder_t b = {.first = true};
-    url_append(&b, self->upstream, strlen(self->upstream));
+    url_append(&b, base, strlen(base));
     url_append(&b, path, strlen(path));
     MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, collect_argument, &b);
     if (b.failed) {
@@ -254,8 +314,13 @@ static char *upstream_url(agpu_http_t *self, struct MHD_Connection *conn, const 
     return b.url;
 }
 
+/* An exchange for this request to base (an Ollama, or a peer's agpu with the hop marker),
+ * handed to the forwarder. A body read whole goes with it (a copy: a retry needs it again);
+ * any other body streams through it as it comes. */
 static agpu_exchange_t *start_exchange(agpu_http_t *self, struct MHD_Connection *conn,
-                                       request_t *req, const char *method, const char *path)
+                                       request_t *req, const char *method, const char *path,
+                                       const char *base, bool hop,
+                                       const agpu_exchange_ops_t *ops)
 {
     const char *length = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
     const char *chunked =
@@ -263,7 +328,12 @@ static agpu_exchange_t *start_exchange(agpu_http_t *self, struct MHD_Connection 
     int64_t body_length = length ? strtoll(length, NULL, 10) : -1;
     header_list_t headers = {.count = 0};
     MHD_get_connection_values_n(conn, MHD_HEADER_KIND, collect_header, &headers);
-    char *url = upstream_url(self, conn, path);
+    char hop_line[sizeof HOP_HEADER + AGPU_MSG_ID_MAX + 4];
+    if (hop && headers.count < AGPU_MAX_FORWARD_HEADERS) {
+        snprintf(hop_line, sizeof hop_line, "%s: %s", HOP_HEADER, self->node_id);
+        headers.lines[headers.count++] = strdup(hop_line);
+    }
+    char *url = upstream_url(base, conn, path);
     agpu_exchange_t *ex = NULL;
     if (url) {
         agpu_request_t request = {
@@ -278,12 +348,11 @@ static agpu_exchange_t *start_exchange(agpu_http_t *self, struct MHD_Connection 
             request.body_length = (int64_t)agpu_pipe_used(&req->body);
             request.has_body = request.body_length > 0;
         }
-        ex = agpu_exchange_new(&request, &exchange_ops, req, self->forward);
+        ex = agpu_exchange_new(&request, ops, req, self->forward);
         if (ex && req->names_model &&
             agpu_exchange_preload_body(ex, req->body.data + req->body.start,
                                        agpu_pipe_used(&req->body)) != 0)
             agpu_exchange_unref(&ex);
-        agpu_pipe_free(&req->body);
     }
     for (size_t i = 0; i < headers.count; i++)
         free(headers.lines[i]);
@@ -293,7 +362,7 @@ static agpu_exchange_t *start_exchange(agpu_http_t *self, struct MHD_Connection 
     return ex;
 }
 
-/* ---- agpu's own API ---- */
+/* ---- small helpers ---- */
 
 static int64_t monotonic_ms(void)
 {
@@ -330,46 +399,504 @@ static bool names_model(const char *method, const char *path)
     return false;
 }
 
-/* /agpu/...: what this node knows of the mesh. */
-static enum MHD_Result answer_agpu_api(agpu_http_t *self, struct MHD_Connection *conn,
-                                       request_t *req, const char *path, const char *method)
+/* Lists every node answers for itself: the mesh's answer is all of theirs, merged. */
+static bool is_mesh_list(const char *method, const char *path, agpu_merge_kind_t *kind)
 {
-    if (strcmp(path, "/agpu/v1/peers") != 0)
-        return answer_error(conn, req, path, MHD_HTTP_NOT_FOUND, "no such agpu endpoint");
-    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
-        return answer_error(conn, req, path, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed");
-    agpu_view_t *view = self->options.mesh ? agpu_mesh_view(self->options.mesh) : NULL;
-    char *body = view ? agpu_json_peers(view, monotonic_ms()) : NULL;
+    if (strcmp(method, "GET") != 0)
+        return false;
+    if (strcmp(path, "/api/tags") == 0)
+        *kind = AGPU_MERGE_TAGS;
+    else if (strcmp(path, "/api/ps") == 0)
+        *kind = AGPU_MERGE_PS;
+    else if (strcmp(path, "/v1/models") == 0)
+        *kind = AGPU_MERGE_OPENAI;
+    else
+        return false;
+    return true;
+}
+
+/* GET /v1/models/{model}: the model is in the path (percent-decoded into out). */
+static bool model_in_path(const char *method, const char *path, char *out, size_t size)
+{
+    static const char prefix[] = "/v1/models/";
+    if (strcmp(method, "GET") != 0 || strncmp(path, prefix, sizeof prefix - 1) != 0)
+        return false;
+    size_t n = 0;
+    for (const char *p = path + sizeof prefix - 1; *p && n + 1 < size; p++) {
+        if (p[0] == '%' && isxdigit((unsigned char)p[1]) && isxdigit((unsigned char)p[2])) {
+            char hex[3] = {p[1], p[2], '\0'};
+            out[n++] = (char)strtol(hex, NULL, 16);
+            p += 2;
+        } else {
+            out[n++] = *p;
+        }
+    }
+    out[n] = '\0';
+    return n > 0;
+}
+
+/* The request's model, as the client wrote it and as a key to match nodes' lists by. */
+static void set_model(request_t *req, const char *model)
+{
+    snprintf(req->model_asked, sizeof req->model_asked, "%s", model);
+    if (agpu_name_key(model, req->model, sizeof req->model) != 0)
+        req->model[0] = '\0';
+}
+
+/* ---- requests that wait: in the queue, for a peer's first byte, for a mesh-wide list ---- */
+
+static void waiting_add(agpu_http_t *self, request_t *req)
+{
+    if (req->in_waiting)
+        return;
+    req->in_waiting = true;
+    req->wait_prev = NULL;
+    req->wait_next = self->waiting;
+    if (self->waiting)
+        self->waiting->wait_prev = req;
+    self->waiting = req;
+}
+
+static void waiting_remove(agpu_http_t *self, request_t *req)
+{
+    if (!req->in_waiting)
+        return;
+    req->in_waiting = false;
+    if (req->wait_prev)
+        req->wait_prev->wait_next = req->wait_next;
+    else
+        self->waiting = req->wait_next;
+    if (req->wait_next)
+        req->wait_next->wait_prev = req->wait_prev;
+    req->wait_prev = req->wait_next = NULL;
+}
+
+/* The queue's wake-up, from any thread: the shard looks at its waiting requests next turn. */
+static void wake_shard(void *arg)
+{
+    agpu_http_t *self = arg;
+    atomic_store(&self->tend_due, true);
+    uint64_t one = 1;
+    ssize_t ignored = write(self->wake_fd, &one, sizeof one);
+    (void)ignored;
+}
+
+/* ---- suspending a client (idempotent: a request may wait on several things) ---- */
+
+static void suspend_front(void *front)
+{
+    request_t *req = front;
+    if (req->suspended)
+        return;
+    req->suspended = true;
+    MHD_suspend_connection(req->conn);
+}
+
+/* Resumed connections are served by the next agpu_http_run: the shard runs it again at once
+ * when agpu_http_pending() says so. */
+static void resume_front(void *front)
+{
+    request_t *req = front;
+    if (!req->suspended)
+        return;
+    req->suspended = false;
+    MHD_resume_connection(req->conn);
+    req->http->resumed = true;
+}
+
+/* A mesh-wide list's exchanges never suspend the client themselves: the pass that reads them
+ * all does, once, when something is still missing. */
+static void gather_suspend(void *front)
+{
+    (void)front;
+}
+
+static const agpu_exchange_ops_t exchange_ops = {suspend_front, resume_front, agpu_forward_kick};
+static const agpu_exchange_ops_t gather_ops = {gather_suspend, resume_front, agpu_forward_kick};
+
+/* ---- where a request goes ---- */
+
+static void set_target(target_t *t, const agpu_view_peer_t *p)
+{
+    snprintf(t->id, sizeof t->id, "%s", p->id);
+    snprintf(t->name, sizeof t->name, "%s", p->name);
+    snprintf(t->http, sizeof t->http, "%s", p->http);
+    t->self = p->self;
+}
+
+static void set_self_target(agpu_http_t *self, request_t *req)
+{
+    req->targets[0] = (target_t){.self = true};
+    snprintf(req->targets[0].id, sizeof req->targets[0].id, "%s", self->node_id);
+    snprintf(req->targets[0].name, sizeof req->targets[0].name, "%s", self->node_name);
+    req->n_targets = 1;
+    req->attempt = 0;
+}
+
+static uint64_t next_random(agpu_http_t *self)
+{
+    uint64_t x = self->random; /* xorshift64 */
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return self->random = x;
+}
+
+/* Plans the request over view. Returns the verdict; with GO, its targets are set. */
+static agpu_route_verdict_t plan_request(agpu_http_t *self, request_t *req,
+                                         const agpu_view_t *view, bool allow_cold)
+{
+    size_t n = agpu_view_count(view);
+    agpu_route_candidate_t *candidates = calloc(n ? n : 1, sizeof *candidates);
+    int32_t *pending = calloc(n ? n : 1, sizeof *pending);
+    agpu_route_plan_t plan = {.verdict = AGPU_ROUTE_NONE};
+    if (candidates && pending) {
+        if (self->options.ledger)
+            agpu_ledger_pending(self->options.ledger, view, req->model, pending);
+        agpu_route_input_t input = {.model_key = req->model, .kind = req->kind,
+                                    .allow_cold = allow_cold, .pending = pending,
+                                    .random = next_random(self)};
+        agpu_route_plan(view, &input, candidates, &plan);
+    }
+    if (plan.verdict == AGPU_ROUTE_GO) {
+        req->n_targets = 0;
+        req->attempt = 0;
+        for (size_t i = 0; i < plan.n_usable && req->n_targets < AGPU_ROUTE_MAX_TRIES; i++)
+            set_target(&req->targets[req->n_targets++], agpu_view_peer(view, candidates[i].node));
+    }
+    free(candidates);
+    free(pending);
+    return plan.verdict;
+}
+
+static enum MHD_Result answer_busy(struct MHD_Connection *conn, request_t *req, const char *path,
+                                   const char *message)
+{
+    char body[AGPU_ERROR_MAX * 2];
+    size_t len = agpu_json_error(body, sizeof body, agpu_json_error_style(path),
+                                 MHD_HTTP_SERVICE_UNAVAILABLE, message);
+    struct MHD_Response *response =
+        MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_COPY);
+    if (!response)
+        return MHD_NO;
+    MHD_add_response_header(response, "Content-Type", "application/json; charset=utf-8");
+    MHD_add_response_header(response, "Retry-After", AGPU_RETRY_AFTER_S);
+    add_common_headers(response, req);
+    enum MHD_Result ok = MHD_queue_response(conn, MHD_HTTP_SERVICE_UNAVAILABLE, response);
+    MHD_destroy_response(response);
+    req->answered = true;
+    return ok;
+}
+
+#define QUEUE_FULL_MESSAGE "server busy, please try again.  maximum pending requests exceeded"
+
+/* Decides where a routed request goes: sets its targets (true), or answers it, or puts it
+ * in the mesh queue (false, *rc what to return). */
+static bool place(agpu_http_t *self, struct MHD_Connection *conn, request_t *req,
+                  const char *path, enum MHD_Result *rc)
+{
+    if (req->mode != MODE_ROUTE) {
+        if (req->n_targets == 0)
+            set_self_target(self, req);
+        return true;
+    }
+    agpu_view_t *view = agpu_mesh_view(self->options.mesh);
+    agpu_route_verdict_t verdict = view ? plan_request(self, req, view, false) : AGPU_ROUTE_NONE;
     agpu_view_unref(&view);
+    if (verdict == AGPU_ROUTE_GO)
+        return true;
+    if (verdict == AGPU_ROUTE_NONE) {
+        if (self->upstream) {
+            /* the local Ollama answers for itself: with its own 404, or with the model it
+             * got since the watcher last looked (a pull, a node just started) */
+            set_self_target(self, req);
+            return true;
+        }
+        char message[AGPU_MSG_MODEL_NAME_MAX + 32];
+        snprintf(message, sizeof message, "model '%s' not found", req->model_asked);
+        *rc = answer_error(conn, req, path, MHD_HTTP_NOT_FOUND, message);
+        return false;
+    }
+    req->queued = self->options.queue ? agpu_queue_push(self->options.queue, req->model,
+                                                        wake_shard, self)
+                                      : NULL;
+    if (!req->queued) {
+        agpu_info("%s: every slot busy and its queue full: 503", req->model_asked);
+        *rc = answer_busy(conn, req, path, QUEUE_FULL_MESSAGE);
+        return false;
+    }
+    agpu_debug("%s: every slot busy: queued", req->model_asked);
+    req->queued_ms = monotonic_ms();
+    waiting_add(self, req);
+    suspend_front(req);
+    *rc = MHD_YES;
+    return false;
+}
+
+/* ---- attempts: one target tried ---- */
+
+/* The seq of node_id's state in the newest view (0: not in it). */
+static uint64_t current_seq(agpu_http_t *self, const char *node_id)
+{
+    agpu_view_t *view = agpu_mesh_view(self->options.mesh);
+    uint64_t seq = 0;
+    for (size_t i = 0; view && i < agpu_view_count(view); i++)
+        if (strcmp(agpu_view_peer(view, i)->id, node_id) == 0)
+            seq = agpu_view_peer(view, i)->seq;
+    agpu_view_unref(&view);
+    return seq;
+}
+
+/* The current attempt is over: its counts are given back, and the queue hears of the slot. */
+static void attempt_end(agpu_http_t *self, request_t *req)
+{
+    bool freed = req->counted || req->ledgered;
+    if (req->counted)
+        agpu_mesh_count_request(self->options.mesh, req->model, -1);
+    if (req->ledgered) {
+        const char *id = req->targets[req->attempt].id;
+        agpu_ledger_done(self->options.ledger, id, current_seq(self, id), req->model);
+    }
+    req->counted = req->ledgered = false;
+    req->first_byte_due_ms = 0;
+    if (freed && self->options.queue)
+        agpu_queue_kick(self->options.queue, req->model);
+}
+
+/* The current attempt failed before the client saw a byte: the next target gets it. */
+static void fail_attempt(agpu_http_t *self, request_t *req, const char *why, bool suspect)
+{
+    const target_t *t = &req->targets[req->attempt];
+    snprintf(req->failure, sizeof req->failure, "%s", why);
+    if (suspect && !t->self && self->options.mesh)
+        agpu_mesh_suspect(self->options.mesh, t->id);
+    if (req->attempt + 1 < req->n_targets)
+        agpu_info("%s: %s failed (%s): trying %s", req->model_asked[0] ? req->model_asked : "?",
+                  t->name, why, req->targets[req->attempt + 1].name);
+    if (req->ex) {
+        agpu_exchange_cancel(req->ex);
+        agpu_exchange_unref(&req->ex);
+    }
+    attempt_end(self, req);
+    waiting_remove(self, req);
+    req->attempt++;
+    req->body_ended = false;
+}
+
+static enum MHD_Result start_attempt(agpu_http_t *self, struct MHD_Connection *conn,
+                                     request_t *req, const char *method, const char *path)
+{
+    const target_t *t = &req->targets[req->attempt];
+    if (t->self && !self->upstream)
+        return answer_error(conn, req, path, MHD_HTTP_BAD_GATEWAY,
+                            "this node has no Ollama of its own (--ollama none)");
+    req->ex = start_exchange(self, conn, req, method, path, t->self ? self->upstream : t->http,
+                             !t->self, &exchange_ops);
+    if (!req->ex)
+        return answer_error(conn, req, path, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+    if (t->self && req->may_change_models && self->options.watch)
+        agpu_watch_kick(self->options.watch); /* a load starts now: let peers see it soon */
+    if (t->self && self->options.mesh && req->model[0]) {
+        agpu_mesh_count_request(self->options.mesh, req->model, +1);
+        req->counted = true;
+    }
+    if (self->options.ledger && req->model[0] && t->id[0] &&
+        (t->self || req->mode == MODE_ROUTE)) { /* what routing here must count at once */
+        agpu_ledger_sent(self->options.ledger, t->id, current_seq(self, t->id), req->model);
+        req->ledgered = true;
+    }
+    if (!t->self) { /* watched until it answers: a peer that dies is given up for the next */
+        if (self->options.first_byte_timeout_ms)
+            req->first_byte_due_ms = monotonic_ms() + self->options.first_byte_timeout_ms;
+        waiting_add(self, req);
+    }
+    return MHD_YES;
+}
+
+/* Whether an answer says the node could not take the request (nothing was generated), so the
+ * next node may: 502 (its Ollama is down) and 503 (busy, or draining). */
+static bool refused(int status)
+{
+    return status == MHD_HTTP_BAD_GATEWAY || status == MHD_HTTP_SERVICE_UNAVAILABLE;
+}
+
+/* ---- mesh-wide lists ---- */
+
+static enum MHD_Result begin_gather(agpu_http_t *self, struct MHD_Connection *conn,
+                                    request_t *req, const char *method, const char *path,
+                                    agpu_merge_kind_t kind)
+{
+    agpu_view_t *view = agpu_mesh_view(self->options.mesh);
+    size_t others = 0;
+    for (size_t i = 0; view && i < agpu_view_count(view); i++) {
+        const agpu_view_peer_t *p = agpu_view_peer(view, i);
+        others += !p->self && p->state == AGPU_PEER_ALIVE && p->ollama == AGPU_OLLAMA_UP;
+    }
+    if (others == 0) { /* a mesh of one: the local answer as it is */
+        agpu_view_unref(&view);
+        req->mode = MODE_LOCAL;
+        set_self_target(self, req);
+        return start_attempt(self, conn, req, method, path);
+    }
+    req->mode = MODE_GATHER;
+    req->gather = agpu_gather_new(kind);
+    for (size_t i = 0; req->gather && i < agpu_view_count(view); i++) {
+        const agpu_view_peer_t *p = agpu_view_peer(view, i);
+        bool up = p->self ? self->upstream && p->ollama == AGPU_OLLAMA_UP
+                          : p->state == AGPU_PEER_ALIVE && p->ollama == AGPU_OLLAMA_UP;
+        if (!up)
+            continue;
+        agpu_exchange_t *ex = start_exchange(self, conn, req, method, path,
+                                             p->self ? self->upstream : p->http, !p->self,
+                                             &gather_ops);
+        if (ex)
+            agpu_gather_add(req->gather, p->name, ex);
+    }
+    agpu_view_unref(&view);
+    if (!req->gather)
+        return answer_error(conn, req, path, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+    req->gather_due_ms = monotonic_ms() + AGPU_GATHER_TIMEOUT_MS;
+    waiting_add(self, req);
+    return MHD_YES;
+}
+
+/* Reads what the nodes answered; once all have (or time is up), answers with the union. */
+static enum MHD_Result gather_pass(agpu_http_t *self, struct MHD_Connection *conn,
+                                   request_t *req, const char *path)
+{
+    if (!agpu_gather_step(req->gather) && monotonic_ms() < req->gather_due_ms) {
+        suspend_front(req);
+        return MHD_YES;
+    }
+    agpu_gather_cancel_rest(req->gather);
+    waiting_remove(self, req);
+    size_t len = 0;
+    char error[AGPU_ERROR_MAX];
+    char *body = agpu_gather_result(req->gather, &len, error, sizeof error);
+    agpu_gather_destroy(&req->gather);
     if (!body)
-        return answer_error(conn, req, path, MHD_HTTP_SERVICE_UNAVAILABLE,
-                            "this node is not in a mesh");
+        return answer_error(conn, req, path, MHD_HTTP_BAD_GATEWAY, error);
+    struct MHD_Response *response =
+        MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+    if (!response) {
+        free(body);
+        return MHD_NO;
+    }
+    MHD_add_response_header(response, "Content-Type", "application/json; charset=utf-8");
+    MHD_add_response_header(response, "X-Agpu-Node", self->node_name);
+    add_common_headers(response, req);
+    enum MHD_Result ok = MHD_queue_response(conn, MHD_HTTP_OK, response);
+    MHD_destroy_response(response);
+    req->answered = true;
+    return ok;
+}
+
+/* ---- agpu's own API ---- */
+
+static enum MHD_Result answer_json(struct MHD_Connection *conn, request_t *req, char *body)
+{
+    if (!body)
+        return MHD_NO;
     enum MHD_Result ok =
         answer(conn, req, MHD_HTTP_OK, "application/json; charset=utf-8", body, strlen(body));
     free(body);
     return ok;
 }
 
-/* ---- the request handler ---- */
-
-/* Starts forwarding: with the body read so far (a request that names a model), or streaming
- * it as it comes (the rest). */
-static enum MHD_Result begin(agpu_http_t *self, struct MHD_Connection *conn, request_t *req,
-                             const char *method, const char *path)
+/* GET /agpu/v1/route?model=M: where a request for M would go now, and why. */
+static enum MHD_Result answer_route(agpu_http_t *self, struct MHD_Connection *conn,
+                                    request_t *req, const char *path)
 {
-    req->ex = start_exchange(self, conn, req, method, path);
-    if (!req->ex)
-        return answer_error(conn, req, path, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
-    if (req->may_change_models && self->options.watch)
-        agpu_watch_kick(self->options.watch); /* a load starts now: let peers see it soon */
-    if (self->options.mesh && req->model[0]) {
-        agpu_mesh_count_request(self->options.mesh, req->model, +1);
-        req->counted = true;
+    const char *arg = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "model");
+    char model[AGPU_MSG_MODEL_NAME_MAX + 1];
+    snprintf(model, sizeof model, "%s", arg ? arg : "");
+    for (char *p = model; *p; p++)
+        *p = *p == '+' ? ' ' : *p;
+    MHD_http_unescape(model); /* kept escaped for forwarding; decoded here */
+    if (!model[0])
+        return answer_error(conn, req, path, MHD_HTTP_BAD_REQUEST, "model is required");
+    set_model(req, model);
+    if (!req->model[0])
+        return answer_error(conn, req, path, MHD_HTTP_BAD_REQUEST, "invalid model name");
+    req->kind = AGPU_ROUTE_SLOT;
+    agpu_view_t *view = agpu_mesh_view(self->options.mesh);
+    size_t n = view ? agpu_view_count(view) : 0;
+    agpu_route_candidate_t *candidates = calloc(n ? n : 1, sizeof *candidates);
+    int32_t *pending = calloc(n ? n : 1, sizeof *pending);
+    char *body = NULL;
+    if (view && candidates && pending) {
+        agpu_ledger_pending(self->options.ledger, view, req->model, pending);
+        agpu_route_input_t input = {.model_key = req->model, .kind = AGPU_ROUTE_SLOT,
+                                    .pending = pending, .random = next_random(self)};
+        agpu_route_plan_t plan;
+        agpu_route_plan(view, &input, candidates, &plan);
+        body = agpu_json_route(view, model, req->model, candidates, &plan);
     }
-    return MHD_YES;
+    free(candidates);
+    free(pending);
+    agpu_view_unref(&view);
+    return answer_json(conn, req, body);
 }
 
-/* A request's first call: its headers are in. Either answer now or start the exchange. */
+/* /agpu/...: what this node knows of the mesh, and draining. */
+static enum MHD_Result answer_agpu_api(agpu_http_t *self, struct MHD_Connection *conn,
+                                       request_t *req, const char *path, const char *method)
+{
+    bool get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+    bool drain = strcmp(path, "/agpu/v1/drain") == 0;
+    if (strcmp(path, "/agpu/v1/peers") != 0 && strcmp(path, "/agpu/v1/route") != 0 && !drain &&
+        strcmp(path, "/agpu/v1/undrain") != 0)
+        return answer_error(conn, req, path, MHD_HTTP_NOT_FOUND, "no such agpu endpoint");
+    if (!self->options.mesh)
+        return answer_error(conn, req, path, MHD_HTTP_SERVICE_UNAVAILABLE,
+                            "this node is not in a mesh");
+    if (strcmp(path, "/agpu/v1/peers") == 0 || strcmp(path, "/agpu/v1/route") == 0) {
+        if (!get)
+            return answer_error(conn, req, path, MHD_HTTP_METHOD_NOT_ALLOWED,
+                                "method not allowed");
+        if (strcmp(path, "/agpu/v1/route") == 0)
+            return answer_route(self, conn, req, path);
+        agpu_view_t *view = agpu_mesh_view(self->options.mesh);
+        char *body = view ? agpu_json_peers(view, monotonic_ms()) : NULL;
+        agpu_view_unref(&view);
+        return answer_json(conn, req, body);
+    }
+    if (strcmp(method, "POST") != 0)
+        return answer_error(conn, req, path, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed");
+    if (drain != agpu_mesh_draining(self->options.mesh))
+        agpu_info("%s: %s", drain ? "draining" : "undraining",
+                  drain ? "no new work; finishing what is under way" : "taking work again");
+    agpu_mesh_set_draining(self->options.mesh, drain);
+    return answer_json(conn, req, agpu_json_drain(self->node_name, drain));
+}
+
+/* ---- the request handler ---- */
+
+/* The node X-Agpu-Target names, as its target. false when no alive node has that name. */
+static bool find_target(agpu_http_t *self, request_t *req, const char *name)
+{
+    agpu_view_t *view = self->options.mesh ? agpu_mesh_view(self->options.mesh) : NULL;
+    bool found = false;
+    for (size_t i = 0; view && i < agpu_view_count(view) && !found; i++) {
+        const agpu_view_peer_t *p = agpu_view_peer(view, i);
+        if (strcmp(p->name, name) == 0 && (p->self || p->state == AGPU_PEER_ALIVE)) {
+            set_target(&req->targets[0], p);
+            req->n_targets = 1;
+            found = true;
+        }
+    }
+    agpu_view_unref(&view);
+    return found;
+}
+
+/* Work for a model's slots: what a draining node no longer takes. */
+static bool is_work(const request_t *req)
+{
+    return req->names_model && req->kind == AGPU_ROUTE_SLOT;
+}
+
+/* A request's first call: its headers are in. Either answer now, or decide how it is served
+ * (and start at once, unless its body must be read first). */
 static enum MHD_Result on_headers(agpu_http_t *self, struct MHD_Connection *conn, request_t *req,
                                   const char *path, const char *method)
 {
@@ -393,16 +920,43 @@ static enum MHD_Result on_headers(agpu_http_t *self, struct MHD_Connection *conn
     if (strncmp(path, "/agpu/", 6) == 0)
         return answer_agpu_api(self, conn, req, path, method);
     req->names_model = names_model(method, path);
+    req->kind = strcmp(path, "/api/show") == 0 ? AGPU_ROUTE_HOLDER : AGPU_ROUTE_SLOT;
     const char *length = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
     if (length && strtoull(length, NULL, 10) > body_limit(self, req))
         return answer_too_large(self, conn, req, path);
-    if (!self->upstream)
-        return answer_error(conn, req, path, MHD_HTTP_BAD_GATEWAY,
-                            "this node has no Ollama of its own (--ollama none)");
     req->may_change_models = may_change_models(path);
+    req->hop = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, HOP_HEADER) != NULL;
+    const char *target = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, TARGET_HEADER);
+    char model[AGPU_MSG_MODEL_NAME_MAX + 1];
+    agpu_merge_kind_t list;
+    req->mode = MODE_LOCAL;
+    if (req->hop) {
+        if (is_work(req) && self->options.mesh && agpu_mesh_draining(self->options.mesh))
+            return answer_error(conn, req, path, MHD_HTTP_SERVICE_UNAVAILABLE,
+                                "this node is draining");
+    } else if (target && target[0]) {
+        if (!find_target(self, req, target)) {
+            char message[AGPU_NAME_MAX + 64];
+            snprintf(message, sizeof message, "no node named '%.*s' is alive in the mesh",
+                     AGPU_NAME_MAX, target);
+            return answer_error(conn, req, path, MHD_HTTP_NOT_FOUND, message);
+        }
+        req->mode = req->targets[0].self ? MODE_LOCAL : MODE_TARGET;
+    } else if (self->options.mesh && is_mesh_list(method, path, &list)) {
+        return begin_gather(self, conn, req, method, path, list);
+    } else if (self->options.mesh && req->names_model) {
+        req->mode = MODE_ROUTE;
+    } else if (self->options.mesh && model_in_path(method, path, model, sizeof model)) {
+        req->mode = MODE_ROUTE;
+        req->kind = AGPU_ROUTE_HOLDER;
+        set_model(req, model);
+        return MHD_YES; /* placed once the request is complete */
+    }
     if (req->names_model)
-        return MHD_YES; /* the exchange starts once the body says which model */
-    return begin(self, conn, req, method, path);
+        return MHD_YES; /* placed once the body says which model */
+    if (req->n_targets == 0)
+        set_self_target(self, req);
+    return start_attempt(self, conn, req, method, path); /* the body streams through */
 }
 
 /* More of the request body: pass it on, unless it breaks the limit. */
@@ -423,9 +977,14 @@ static enum MHD_Result on_body(agpu_http_t *self, struct MHD_Connection *conn, r
         *size = 0;
         return req->discarded > AGPU_DISCARD_MAX ? MHD_NO : MHD_YES;
     }
-    if (req->names_model && !req->ex) {
+    if (req->names_model) {
         if (agpu_pipe_write(&req->body, data, *size) != 0)
             return MHD_NO; /* out of memory: drop the connection */
+        req->received += *size;
+        *size = 0;
+        return MHD_YES;
+    }
+    if (!req->ex) { /* its attempt already failed: what is left is dropped */
         req->received += *size;
         *size = 0;
         return MHD_YES;
@@ -438,7 +997,71 @@ static enum MHD_Result on_body(agpu_http_t *self, struct MHD_Connection *conn, r
     return MHD_YES;
 }
 
-/* The body is complete: answer with the upstream's head once it is there. */
+/* The model a body read whole names; without one the request is served here, and the local
+ * Ollama says what is wrong with it. */
+static void read_model(request_t *req)
+{
+    char model[AGPU_MSG_MODEL_NAME_MAX + 1];
+    if (agpu_json_request_model(req->body.data ? req->body.data + req->body.start : "",
+                                agpu_pipe_used(&req->body), model, sizeof model) == 0)
+        set_model(req, model);
+    if (!req->model[0] && req->mode == MODE_ROUTE)
+        req->mode = MODE_LOCAL;
+}
+
+/* Moves a complete request on as far as it can go: placed, sent, failed over, answered.
+ * Called again each time its connection is resumed. */
+static enum MHD_Result advance(agpu_http_t *self, struct MHD_Connection *conn, request_t *req,
+                               const char *method, const char *path)
+{
+    for (;;) {
+        if (req->gather)
+            return gather_pass(self, conn, req, path);
+        if (req->queued) {
+            suspend_front(req); /* still waiting: the shard resumes it when a slot frees */
+            return MHD_YES;
+        }
+        if (req->queue_expired)
+            return answer_busy(conn, req, path, QUEUE_FULL_MESSAGE);
+        if (!req->ex) {
+            enum MHD_Result rc = MHD_YES;
+            if (req->n_targets == 0 && !place(self, conn, req, path, &rc))
+                return rc;
+            if (req->attempt >= req->n_targets)
+                return answer_error(conn, req, path, MHD_HTTP_BAD_GATEWAY, req->failure);
+            rc = start_attempt(self, conn, req, method, path);
+            if (!req->ex)
+                return rc;
+        }
+        if (!req->body_ended) {
+            req->body_ended = true;
+            agpu_exchange_end_body(req->ex);
+        }
+        agpu_response_head_t head;
+        char error[AGPU_ERROR_MAX];
+        switch (agpu_exchange_head(req->ex, &head, error, sizeof error)) {
+        case AGPU_HEAD_WAIT:
+            return MHD_YES; /* suspended until the upstream answers */
+        case AGPU_HEAD_FAILED:
+            agpu_warn("%s: %s", path, error);
+            fail_attempt(self, req, error, true);
+            continue;
+        case AGPU_HEAD_READY:
+            break;
+        }
+        if (refused(head.status) && req->attempt + 1 < req->n_targets) {
+            char why[AGPU_ERROR_MAX];
+            snprintf(why, sizeof why, "%s answered %d", req->targets[req->attempt].name,
+                     head.status);
+            fail_attempt(self, req, why, head.status == MHD_HTTP_BAD_GATEWAY);
+            continue;
+        }
+        waiting_remove(self, req);
+        return answer_upstream(self, conn, req, &head);
+    }
+}
+
+/* The body is complete: place the request if it waited for its body, and move it on. */
 static enum MHD_Result on_complete(agpu_http_t *self, struct MHD_Connection *conn, request_t *req,
                                    const char *method, const char *path)
 {
@@ -446,32 +1069,9 @@ static enum MHD_Result on_complete(agpu_http_t *self, struct MHD_Connection *con
         return MHD_YES;
     if (req->too_large)
         return answer_too_large(self, conn, req, path);
-    if (req->names_model && !req->ex) {
-        char model[AGPU_MSG_MODEL_NAME_MAX + 1];
-        if (agpu_json_request_model(req->body.data ? req->body.data + req->body.start : "",
-                                    agpu_pipe_used(&req->body), model, sizeof model) == 0 &&
-            agpu_name_key(model, req->model, sizeof req->model) != 0)
-            req->model[0] = '\0';
-        /* no model, or not JSON: forwarded all the same, the upstream says what is wrong */
-        if (begin(self, conn, req, method, path) != MHD_YES || req->answered)
-            return req->answered ? MHD_YES : MHD_NO;
-    }
-    if (!req->body_ended) {
-        req->body_ended = true;
-        agpu_exchange_end_body(req->ex);
-    }
-    agpu_response_head_t head;
-    char error[AGPU_ERROR_MAX];
-    switch (agpu_exchange_head(req->ex, &head, error, sizeof error)) {
-    case AGPU_HEAD_WAIT:
-        return MHD_YES; /* suspended until the upstream answers */
-    case AGPU_HEAD_FAILED:
-        agpu_warn("%s: %s", path, error);
-        return answer_error(conn, req, path, MHD_HTTP_BAD_GATEWAY, error);
-    case AGPU_HEAD_READY:
-        break;
-    }
-    return answer_upstream(self, conn, req, &head);
+    if (req->names_model && !req->model[0] && !req->ex && req->n_targets == 0 && !req->queued)
+        read_model(req);
+    return advance(self, conn, req, method, path);
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *path,
@@ -498,14 +1098,19 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 static void on_request_done(void *cls, struct MHD_Connection *conn, void **req_cls,
                             enum MHD_RequestTerminationCode why)
 {
+    agpu_http_t *self = cls;
     request_t *req = *req_cls;
     if (!req)
         return;
+    if (req->queued)
+        agpu_queue_remove(self->options.queue, &req->queued);
+    waiting_remove(self, req);
+    agpu_gather_destroy(&req->gather);
     uint32_t ttft_ms;
     double tokens_per_s;
     if (req->ex && req->counted &&
         agpu_exchange_speed(req->ex, &ttft_ms, &tokens_per_s))
-        agpu_mesh_record_speed(req->http->options.mesh, req->model, ttft_ms, tokens_per_s);
+        agpu_mesh_record_speed(self->options.mesh, req->model, ttft_ms, tokens_per_s);
     if (req->ex) {
         /* A complete answer may be out before libcurl reports the transfer done: leave that
          * transfer alone, so its connection is kept for the next request. */
@@ -515,33 +1120,102 @@ static void on_request_done(void *cls, struct MHD_Connection *conn, void **req_c
         }
         agpu_exchange_unref(&req->ex);
     }
-    if (req->counted)
-        agpu_mesh_count_request(req->http->options.mesh, req->model, -1);
+    bool local = req->n_targets > 0 && req->targets[req->attempt < req->n_targets
+                                                         ? req->attempt
+                                                         : req->n_targets - 1].self;
+    attempt_end(self, req);
     agpu_pipe_free(&req->body);
-    if (req->may_change_models && req->http->options.watch)
-        agpu_watch_kick(req->http->options.watch);
+    if (local && req->may_change_models && self->options.watch)
+        agpu_watch_kick(self->options.watch);
     free(req);
     *req_cls = NULL;
 }
 
-/* ---- exchange hooks ---- */
+/* ---- the waiting requests, looked at every few milliseconds while there are any ---- */
 
-static void suspend_front(void *front)
+/* A queued request: it goes when it heads its model's queue and a node may take it, or gives
+ * up when it has waited too long. */
+static void tend_queued(agpu_http_t *self, request_t *req, const agpu_view_t *view, int64_t now)
 {
-    request_t *req = front;
-    MHD_suspend_connection(req->conn);
+    int64_t waited = now - req->queued_ms;
+    if (waited >= (int64_t)self->options.queue_timeout_ms) {
+        agpu_info("%s: no slot freed within %u ms: 503", req->model_asked,
+                  self->options.queue_timeout_ms);
+        agpu_queue_remove(self->options.queue, &req->queued);
+        req->queue_expired = true;
+    } else if (!view || !agpu_queue_is_head(self->options.queue, req->queued)) {
+        return;
+    } else {
+        agpu_route_verdict_t verdict =
+            plan_request(self, req, view, waited >= (int64_t)self->options.cold_after_ms);
+        if (verdict == AGPU_ROUTE_WAIT)
+            return;
+        if (verdict == AGPU_ROUTE_NONE)
+            req->n_targets = 0; /* its holders are gone: placed again, as new */
+        agpu_debug("%s: waited %lld ms for a slot", req->model_asked, (long long)waited);
+        agpu_queue_remove(self->options.queue, &req->queued);
+    }
+    waiting_remove(self, req);
+    resume_front(req);
 }
 
-/* Resumed connections are served by the next agpu_http_run: the shard runs it again at once
- * when agpu_http_pending() says so. */
-static void resume_front(void *front)
+/* An attempt on a peer that has not answered yet: given up when the peer is dead or gone, or
+ * when its first byte is overdue. */
+static void tend_attempt(agpu_http_t *self, request_t *req, const agpu_view_t *view, int64_t now)
 {
-    request_t *req = front;
-    MHD_resume_connection(req->conn);
-    req->http->resumed = true;
+    const target_t *t = &req->targets[req->attempt];
+    bool gone = false;
+    for (size_t i = 0; view && i < agpu_view_count(view); i++) {
+        const agpu_view_peer_t *p = agpu_view_peer(view, i);
+        if (strcmp(p->id, t->id) == 0)
+            gone = p->state == AGPU_PEER_DEAD || p->state == AGPU_PEER_LEFT;
+    }
+    bool late = req->first_byte_due_ms && now >= req->first_byte_due_ms;
+    if (!gone && !late)
+        return;
+    char why[AGPU_ERROR_MAX];
+    snprintf(why, sizeof why, "%s %s", t->name,
+             gone ? "left the mesh before answering" : "sent nothing in time");
+    fail_attempt(self, req, why, late);
+    resume_front(req);
 }
 
-static const agpu_exchange_ops_t exchange_ops = {suspend_front, resume_front, agpu_forward_kick};
+void agpu_http_tend(agpu_http_t *self)
+{
+    if (!self->waiting)
+        return;
+    int64_t now = monotonic_ms();
+    if (!atomic_exchange(&self->tend_due, false) && now < self->next_tend_ms)
+        return;
+    agpu_view_t *view = self->options.mesh ? agpu_mesh_view(self->options.mesh) : NULL;
+    bool queued = false;
+    for (request_t *req = self->waiting, *next; req; req = next) {
+        next = req->wait_next;
+        if (req->queued) {
+            tend_queued(self, req, view, now);
+            queued |= req->queued != NULL;
+        } else if (req->gather) {
+            if (now >= req->gather_due_ms)
+                resume_front(req); /* its pass answers with what came in */
+        } else if (req->ex && !req->answered) {
+            tend_attempt(self, req, view, now);
+        } else {
+            waiting_remove(self, req);
+        }
+    }
+    agpu_view_unref(&view);
+    self->next_tend_ms = now + (queued ? AGPU_WAITING_POLL_MS : 10 * AGPU_WAITING_POLL_MS);
+}
+
+long agpu_http_tend_timeout_ms(agpu_http_t *self)
+{
+    if (!self->waiting)
+        return -1;
+    int64_t left = self->next_tend_ms - monotonic_ms();
+    return left > 0 ? (long)left : 0;
+}
+
+/* ---- libmicrohttpd's hooks ---- */
 
 /* Keeps the path and the query exactly as the client sent them: they are forwarded, and
  * decoding here would change what the upstream sees (%2F in a model name, '+' in a query). */
@@ -601,7 +1275,7 @@ static bool is_loopback(int listen_fd)
            IN6_IS_ADDR_LOOPBACK(&((struct sockaddr_in6 *)&addr)->sin6_addr);
 }
 
-agpu_http_t *agpu_http_new(const agpu_http_options_t *options, int listen_fd,
+agpu_http_t *agpu_http_new(const agpu_http_options_t *options, int listen_fd, int wake_fd,
                            agpu_forward_t *forward, char *error, size_t error_size)
 {
     agpu_http_t *self = calloc(1, sizeof *self);
@@ -610,8 +1284,16 @@ agpu_http_t *agpu_http_new(const agpu_http_options_t *options, int listen_fd,
         return NULL;
     }
     self->forward = forward;
+    self->wake_fd = wake_fd;
     self->options = *options;
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    self->random = ((uint64_t)(uintptr_t)self ^ (uint64_t)now.tv_nsec << 20 ^
+                    (uint64_t)now.tv_sec) | 1;
     self->node_name = strdup(options->node_name);
+    agpu_view_t *view = options->mesh ? agpu_mesh_view(options->mesh) : NULL;
+    snprintf(self->node_id, sizeof self->node_id, "%s", view ? agpu_view_self_id(view) : "");
+    agpu_view_unref(&view);
     self->upstream = options->upstream ? strdup(options->upstream) : NULL;
     self->cors = agpu_cors_new(options->origins, is_loopback(listen_fd));
     /* no thread of its own: the shard's loop runs it, beside the forwarder */

@@ -1,5 +1,5 @@
-/* The JSON agpu writes itself: error bodies in Ollama's and OpenAI's shapes (via jansson,
- * so any message is escaped correctly). */
+/* The JSON agpu writes itself: error bodies in Ollama's and OpenAI's shapes, the peers and
+ * route answers (via jansson, so any string is escaped correctly). */
 #include "agpu_json.h"
 
 #include "agpu_view.h"
@@ -91,6 +91,50 @@ char *agpu_json_peers(const agpu_view_t *view, int64_t now_ms)
     return text;
 }
 
+/* Whether the node has the model loaded: the plan keeps only the tier, which says so for
+ * usable candidates alone. */
+static bool has_loaded(const agpu_view_peer_t *p, const char *key)
+{
+    for (size_t i = 0; i < p->n_models; i++)
+        if (strcmp(p->models[i].key, key) == 0)
+            return p->models[i].loaded;
+    return false;
+}
+
+static const char *display_name(const agpu_view_peer_t *p)
+{
+    return p->name[0] ? p->name : p->id;
+}
+
+char *agpu_json_route(const agpu_view_t *view, const char *model, const char *key,
+                      const agpu_route_candidate_t *candidates, const agpu_route_plan_t *plan)
+{
+    json_t *list = json_array();
+    for (size_t i = 0; list && i < plan->count; i++) {
+        const agpu_route_candidate_t *c = &candidates[i];
+        const agpu_view_peer_t *p = agpu_view_peer(view, c->node);
+        json_t *entry = json_pack(
+            "{s:s, s:s, s:b, s:s, s:s, s:s, s:b, s:b, s:I, s:I, s:f, s:b, s:f, s:s}", "id", p->id,
+            "name", p->name, "self", p->self, "state", agpu_peer_state_name(p->state), "http",
+            p->http, "tier", agpu_route_tier_name(c->tier), "usable", i < plan->n_usable, "loaded",
+            has_loaded(p, key), "load", (json_int_t)c->load, "capacity", (json_int_t)c->capacity,
+            "speed", c->speed, "measured", c->measured, "score", c->score, "why", c->why);
+        if (json_array_append_new(list, entry) != 0) { /* a missing node would mislead */
+            json_decref(list);
+            list = NULL;
+        }
+    }
+    json_t *choice = plan->verdict == AGPU_ROUTE_GO && plan->n_usable
+                         ? json_string(display_name(agpu_view_peer(view, candidates[0].node)))
+                         : json_null();
+    json_t *root =
+        json_pack("{s:s, s:s, s:s, s:o, s:o}", "model", model, "key", key, "verdict",
+                  agpu_route_verdict_name(plan->verdict), "choice", choice, "candidates", list);
+    char *text = root ? json_dumps(root, JSON_COMPACT) : NULL;
+    json_decref(root);
+    return text;
+}
+
 int agpu_json_request_model(const char *body, size_t len, char *out, size_t out_size)
 {
     json_t *root = json_loadb(body, len, 0, NULL);
@@ -104,4 +148,12 @@ int agpu_json_request_model(const char *body, size_t len, char *out, size_t out_
     }
     json_decref(root);
     return rc;
+}
+
+char *agpu_json_drain(const char *node, bool draining)
+{
+    json_t *root = json_pack("{s:s, s:b}", "node", node, "draining", draining);
+    char *text = root ? json_dumps(root, JSON_COMPACT) : NULL;
+    json_decref(root);
+    return text;
 }

@@ -36,8 +36,9 @@
 /* A request from another thread, queued for the actor. */
 typedef struct command {
     struct command *next;
-    enum { CMD_ENDPOINT, CMD_LOCAL } kind;
-    char *endpoint;
+    enum { CMD_ENDPOINT, CMD_LOCAL, CMD_DRAIN, CMD_SUSPECT } kind;
+    char *endpoint; /* CMD_ENDPOINT; CMD_SUSPECT: the node's id */
+    bool draining;
     bool ollama_up;
     char *version;
     agpu_msg_model_t *models;
@@ -60,6 +61,7 @@ struct agpu_mesh {
     } counts[AGPU_MSG_MAX_MODELS];
     size_t n_counts;
     atomic_bool load_changed;
+    atomic_bool draining;
     atomic_uint_fast64_t dropped;
     char error[256];
 };
@@ -73,6 +75,7 @@ typedef struct {
     zhashx_t *hearsay; /* endpoint -> int64_t * when linked, for links no node spoke on yet */
     uint64_t seq;
     bool ollama_up;
+    bool draining;
     char *version;
     agpu_msg_model_t *models;
     size_t n_models;
@@ -200,6 +203,7 @@ static size_t encode_state(actor_t *a, uint64_t seq, agpu_msg_member_t *members,
         .ollama_up = a->ollama_up,
         .ollama_version = a->version ? a->version : "",
         .slots = m->options.slots,
+        .draining = a->draining,
         .n_models = a->n_models,
         .models = models,
         .n_members = n_members,
@@ -398,6 +402,19 @@ static void on_commands(actor_t *a, int64_t now)
         command_t *next = cmd->next;
         if (cmd->kind == CMD_ENDPOINT) {
             ensure_link(a, cmd->endpoint);
+        } else if (cmd->kind == CMD_DRAIN) {
+            if (a->draining != cmd->draining) {
+                a->draining = cmd->draining;
+                a->state_due = now; /* peers stop (or start) sending work at once */
+                a->view_dirty = a->view_urgent = true;
+            }
+        } else if (cmd->kind == CMD_SUSPECT) {
+            agpu_peer_t *peer = zhashx_lookup(a->peers, cmd->endpoint);
+            if (peer) {
+                agpu_peer_change_t change = agpu_peer_mark_suspect(peer, now);
+                log_change(peer, change);
+                note_change(a, change);
+            }
         } else {
             bool changed = a->ollama_up != cmd->ollama_up || a->n_models != cmd->n_models;
             for (size_t i = 0; !changed && i < cmd->n_models; i++)
@@ -658,6 +675,33 @@ void agpu_mesh_add_endpoint(agpu_mesh_t *self, const char *gossip_endpoint)
         return;
     }
     cmd->kind = CMD_ENDPOINT;
+    enqueue(self, cmd);
+}
+
+void agpu_mesh_set_draining(agpu_mesh_t *self, bool draining)
+{
+    command_t *cmd = calloc(1, sizeof *cmd);
+    if (!cmd)
+        return;
+    atomic_store(&self->draining, draining);
+    cmd->kind = CMD_DRAIN;
+    cmd->draining = draining;
+    enqueue(self, cmd);
+}
+
+bool agpu_mesh_draining(agpu_mesh_t *self)
+{
+    return atomic_load(&self->draining);
+}
+
+void agpu_mesh_suspect(agpu_mesh_t *self, const char *node_id)
+{
+    command_t *cmd = calloc(1, sizeof *cmd);
+    if (!cmd || !(cmd->endpoint = strdup(node_id))) {
+        free(cmd);
+        return;
+    }
+    cmd->kind = CMD_SUSPECT;
     enqueue(self, cmd);
 }
 

@@ -4,8 +4,10 @@
 
 #include "agpu_discovery.h"
 #include "agpu_identity.h"
+#include "agpu_ledger.h"
 #include "agpu_log.h"
 #include "agpu_mesh.h"
+#include "agpu_queue.h"
 #include "agpu_shard.h"
 #include "agpu_watch.h"
 
@@ -41,6 +43,8 @@ static void block_signals(sigset_t *set)
     sigaddset(set, SIGTERM);
     sigaddset(set, SIGINT);
     sigaddset(set, SIGHUP);
+    sigaddset(set, SIGUSR1);
+    sigaddset(set, SIGUSR2);
     pthread_sigmask(SIG_BLOCK, set, NULL);
     signal(SIGPIPE, SIG_IGN);
 }
@@ -123,10 +127,15 @@ static agpu_discovery_t *start_discovery(const agpu_config_t *config, agpu_mesh_
 
 /* Shards accept from one listening socket; each runs a front door and a forwarder. */
 static int start_shards(const agpu_config_t *config, agpu_mesh_t *mesh, agpu_watch_t *watch,
-                        int listen_fd, agpu_shard_t **shards, unsigned count, char *error,
-                        size_t error_size)
+                        agpu_ledger_t *ledger, agpu_queue_t *queue, int listen_fd,
+                        agpu_shard_t **shards, unsigned count, char *error, size_t error_size)
 {
     agpu_http_options_t http_options = {
+        .ledger = ledger,
+        .queue = queue,
+        .queue_timeout_ms = config->queue_timeout_ms,
+        .cold_after_ms = config->cold_after_ms,
+        .first_byte_timeout_ms = config->first_byte_timeout_ms,
         .max_connections = config->max_connections / count + 1,
         .max_body = config->max_body,
         .node_name = config->name,
@@ -157,15 +166,17 @@ int agpu_serve(const agpu_config_t *config)
     unsigned count = config->threads < AGPU_MAX_SHARDS ? config->threads : AGPU_MAX_SHARDS;
     agpu_watch_t *watch = NULL;
     agpu_discovery_t *discovery = NULL;
+    agpu_ledger_t *ledger = agpu_ledger_new();
+    agpu_queue_t *queue = agpu_queue_new(config->queue_max);
     int listen_fd = agpu_http_listen(config->listen_host, config->listen_port, error, sizeof error);
     agpu_mesh_t *mesh = listen_fd >= 0 ? start_mesh(config, error, sizeof error) : NULL;
     if (mesh && !config->ollama_none)
         watch = agpu_watch_new(config->ollama, mesh);
     if (mesh && !config->no_mdns && !(discovery = start_discovery(config, mesh)))
         agpu_warn("mDNS discovery could not start: only seeds and peers' peers are used");
-    bool started = mesh && (config->ollama_none || watch) &&
-                   start_shards(config, mesh, watch, listen_fd, shards, count, error,
-                                sizeof error) == 0;
+    bool started = mesh && ledger && queue && (config->ollama_none || watch) &&
+                   start_shards(config, mesh, watch, ledger, queue, listen_fd, shards, count,
+                                error, sizeof error) == 0;
     int status = 1;
     if (!started) {
         agpu_error("%s", error[0] ? error : "cannot start");
@@ -174,8 +185,17 @@ int agpu_serve(const agpu_config_t *config)
                   config->listen_host, (unsigned)config->listen_port,
                   config->ollama_none ? "none" : config->ollama, count);
         int signo = 0;
-        while (sigwait(&signals, &signo) == 0 && signo == SIGHUP)
-            agpu_info("SIGHUP: nothing to reload yet");
+        while (sigwait(&signals, &signo) == 0 &&
+               (signo == SIGHUP || signo == SIGUSR1 || signo == SIGUSR2)) {
+            if (signo == SIGHUP) {
+                agpu_info("SIGHUP: nothing to reload yet");
+                continue;
+            }
+            agpu_info("%s: %s", signo == SIGUSR1 ? "SIGUSR1" : "SIGUSR2",
+                      signo == SIGUSR1 ? "draining: no new work; finishing what is under way"
+                                       : "undraining: taking work again");
+            agpu_mesh_set_draining(mesh, signo == SIGUSR1);
+        }
         agpu_info("signal %d: leaving the mesh and stopping", signo);
         status = 0;
     }
@@ -186,6 +206,8 @@ int agpu_serve(const agpu_config_t *config)
         agpu_shard_destroy(&shards[i]);
     agpu_watch_destroy(&watch);
     agpu_mesh_destroy(&mesh);
+    agpu_queue_destroy(&queue);
+    agpu_ledger_destroy(&ledger);
     if (listen_fd >= 0)
         close(listen_fd);
     curl_global_cleanup();

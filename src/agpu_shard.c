@@ -51,6 +51,7 @@ static void shard_turn(agpu_shard_t *self, long max_wait_ms)
     struct epoll_event events[SHARD_EVENTS_PER_WAIT];
     long timeout = min_timeout(agpu_http_timeout_ms(self->http),
                                agpu_forward_timeout_ms(self->forward));
+    timeout = min_timeout(timeout, agpu_http_tend_timeout_ms(self->http));
     timeout = min_timeout(timeout, max_wait_ms);
     if (agpu_forward_busy(self->forward) || agpu_http_pending(self->http))
         timeout = 0;
@@ -70,6 +71,7 @@ static void shard_turn(agpu_shard_t *self, long max_wait_ms)
         }
     }
     agpu_forward_run(self->forward); /* wake clients whose answers arrived */
+    agpu_http_tend(self->http);      /* requests waiting for a slot or a peer */
     for (int round = 0; round < SHARD_ROUNDS_PER_TURN; round++) {
         if (!clients_ready && !agpu_http_pending(self->http))
             break;
@@ -113,7 +115,8 @@ agpu_shard_t *agpu_shard_new(const agpu_http_options_t *options, int listen_fd,
     if (!self->forward)
         snprintf(error, error_size, "cannot set up the event loop");
     else
-        self->http = agpu_http_new(options, listen_fd, self->forward, error, error_size);
+        self->http = agpu_http_new(options, listen_fd, self->wake_fd, self->forward, error,
+                                   error_size);
     if (self->http && watch(self->epoll_fd, agpu_http_epoll_fd(self->http), SHARD_TAG_HTTP) == 0 &&
         pthread_create(&self->thread, NULL, shard_thread, self) == 0) {
         self->thread_started = true;

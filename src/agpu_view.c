@@ -1,6 +1,8 @@
 /* A snapshot of the mesh: copies of each node's last state, freed with the last reference. */
 #include "agpu_view.h"
 
+#include "agpu_name.h"
+
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,6 +82,7 @@ int agpu_view_add(agpu_view_t *self, const char *id, const char *gossip, bool is
         p->ollama = st->slots == 0 ? AGPU_OLLAMA_NONE
                                    : st->ollama_up ? AGPU_OLLAMA_UP : AGPU_OLLAMA_DOWN;
         p->draining = st->draining;
+        p->seq = st->seq;
         p->capacity = st->slots;
         agpu_view_model_t *models = st->n_models ? view_alloc(self, st->n_models * sizeof *models)
                                                  : NULL;
@@ -87,8 +90,12 @@ int agpu_view_add(agpu_view_t *self, const char *id, const char *gossip, bool is
             return -1;
         for (size_t i = 0; i < st->n_models; i++) {
             const agpu_msg_model_t *m = &st->models[i];
+            char key[AGPU_NAME_KEY_MAX];
+            if (agpu_name_key(m->name, key, sizeof key) != 0)
+                key[0] = '\0'; /* a name no request can match */
             models[i] = (agpu_view_model_t){
                 .name = view_strdup(self, m->name),
+                .key = view_strdup(self, key),
                 .digest = view_strdup(self, m->digest),
                 .size = m->size,
                 .loaded = m->loaded,
@@ -97,6 +104,8 @@ int agpu_view_add(agpu_view_t *self, const char *id, const char *gossip, bool is
                 .tokens_per_s = m->tokens_per_s,
                 .ttft_ms = m->ttft_ms,
             };
+            if (!models[i].name || !models[i].key)
+                return -1;
             p->in_flight += m->in_flight;
             p->queued += m->queued;
         }
