@@ -70,6 +70,10 @@ typedef enum { AGPU_HEAD_READY, AGPU_HEAD_WAIT, AGPU_HEAD_FAILED } agpu_head_sta
 agpu_head_state_t agpu_exchange_head(agpu_exchange_t *ex, agpu_response_head_t *head,
                                      char *error, size_t error_size);
 
+/* Whether the upstream's head is in (or it has finished): it has answered, for better or
+ * worse. Never suspends the front. */
+bool agpu_exchange_answered(agpu_exchange_t *ex);
+
 /* Moves response bytes out. Returns n > 0; 0 when the front was suspended to wait for more;
  * AGPU_BODY_END at a clean end; AGPU_BODY_BROKEN when the upstream failed mid-body, after the
  * final error line (NDJSON or SSE) has been returned as body bytes. */

@@ -236,6 +236,14 @@ agpu_head_state_t agpu_exchange_head(agpu_exchange_t *ex, agpu_response_head_t *
     return state;
 }
 
+bool agpu_exchange_answered(agpu_exchange_t *ex)
+{
+    pthread_mutex_lock(&ex->lock);
+    bool answered = ex->head_ready || ex->finished;
+    pthread_mutex_unlock(&ex->lock);
+    return answered;
+}
+
 /* The last line of a stream whose upstream broke, in the stream's own format. */
 static size_t error_line(const agpu_exchange_t *ex, char *out, size_t max)
 {

@@ -1197,7 +1197,7 @@ void agpu_http_tend(agpu_http_t *self)
         } else if (req->gather) {
             if (now >= req->gather_due_ms)
                 resume_front(req); /* its pass answers with what came in */
-        } else if (req->ex && !req->answered) {
+        } else if (req->ex && !req->answered && !agpu_exchange_answered(req->ex)) {
             tend_attempt(self, req, view, now);
         } else {
             waiting_remove(self, req);

@@ -1,7 +1,9 @@
 /* A shard's thread: one epoll loop over the front door's epoll descriptor, the forwarder's
  * upstream sockets and a wake-up descriptor. Its loop, each turn:
- *   1. wait for a socket, a timer (libmicrohttpd's or libcurl's), or the stop signal;
- *   2. let libcurl read and write the upstream sockets that are ready;
+ *   1. wait for a socket, a timer (libmicrohttpd's, libcurl's, the waiting requests'), or
+ *      the wake-up descriptor (the stop signal, or the mesh queue saying a slot freed);
+ *   2. let libcurl read and write the upstream sockets that are ready, then look after the
+ *      requests that wait (in the mesh queue, for a peer's first byte) if they are due;
  *   3. let libmicrohttpd serve the clients that are ready or resumed (this may start
  *      exchanges);
  *   4. let the forwarder act on what the front door asked and wake the clients it answered;
