@@ -2,116 +2,28 @@
  * connection waiting on its upstream is suspended (it costs no thread and no polling) and
  * resumed by the forwarder when there is something to do, so thousands of open streams need
  * no more threads, and a request never changes thread. */
-#include "agpu_http.h"
+#include "agpu_http_private.h"
 
-#include "agpu_cors.h"
-#include "agpu_gather.h"
 #include "agpu_headers.h"
 #include "agpu_json.h"
-#include "agpu_ledger.h"
-#include "agpu_limits.h"
 #include "agpu_log.h"
 #include "agpu_mesh.h"
-#include "agpu_name.h"
-#include "agpu_pipe.h"
-#include "agpu_queue.h"
-#include "agpu_route.h"
 #include "agpu_watch.h"
 
 #include <ctype.h>
-#include <microhttpd.h>
-#include <netdb.h>
 #include <errno.h>
+#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <stdatomic.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
-/* Marks a request one node forwards to another: the receiver serves it from its own Ollama
- * and never forwards it again, so a request cannot loop. Its value is the sender's id. */
-#define HOP_HEADER "X-Agpu-Hop"
-/* Names the node an administrative request (pull, create, copy, delete...) acts on. */
-#define TARGET_HEADER "X-Agpu-Target"
-
-typedef struct request request_t;
-
-struct agpu_http {
-    struct MHD_Daemon *daemon;
-    agpu_forward_t *forward;
-    agpu_cors_t *cors;
-    agpu_http_options_t options;
-    char *node_name, *upstream;
-    char node_id[AGPU_MSG_ID_MAX + 1]; /* this node's id in the mesh; "" without one */
-    bool closing;
-    bool resumed; /* a connection was resumed since the last agpu_http_run */
-    int wake_fd;  /* the shard's: written to wake its loop from another thread */
-    atomic_bool tend_due; /* the queue woke us: look at the waiting requests */
-    request_t *waiting;   /* requests that wait: in the queue, on a peer, on a mesh-wide list */
-    int64_t next_tend_ms;
-    uint64_t random; /* xorshift state for the router's random choices */
-};
-
-/* How a request is served. */
-typedef enum {
-    MODE_LOCAL,  /* by this node's Ollama */
-    MODE_ROUTE,  /* by the node the router picks for its model */
-    MODE_TARGET, /* by the node X-Agpu-Target names */
-    MODE_GATHER, /* by every node, answers merged (mesh-wide lists) */
-} serve_mode_t;
-
-/* A node a request may be sent to, copied out of the view it was chosen from. */
-typedef struct {
-    char id[AGPU_MSG_ID_MAX + 1];
-    char name[AGPU_NAME_MAX];
-    char http[AGPU_MSG_ENDPOINT_MAX + 1];
-    bool self;
-} target_t;
-
-/* One request's state, from its first header to its last byte. */
-struct request {
-    agpu_http_t *http;
-    struct MHD_Connection *conn;
-    agpu_exchange_t *ex;
-    const char *origin; /* allowed CORS origin to echo, or NULL */
-    uint64_t received;
-    uint64_t discarded; /* bytes read and dropped past --max-body */
-    bool too_large;
-    bool body_ended;
-    bool answered;  /* a response is queued */
-    bool delivered; /* that response is the upstream's own */
-    bool counted;   /* this attempt counts in the local Ollama's in-flight requests (model) */
-    bool ledgered;  /* this attempt counts in the ledger (sent by the router) */
-    bool suspended; /* the connection is suspended */
-    bool may_change_models; /* the local Ollama's model lists may differ after it */
-    bool names_model;       /* a POST whose body names a model: read it whole first */
-    bool hop;               /* forwarded to us by a peer: served here, never forwarded */
-    agpu_pipe_t body;       /* that body: read whole, kept for a retry on another node */
-    char model[AGPU_NAME_KEY_MAX]; /* the model it names, as agpu_name_key gives it */
-    char model_asked[AGPU_MSG_MODEL_NAME_MAX + 1]; /* ... as the client wrote it */
-
-    serve_mode_t mode;
-    agpu_route_kind_t kind;
-    target_t targets[AGPU_ROUTE_MAX_TRIES]; /* where to send it, in order */
-    size_t n_targets, attempt;              /* attempt: index of the target being tried */
-    char failure[AGPU_ERROR_MAX];           /* why the last attempt failed */
-    bool abandoned;       /* the waiting pass gave up the attempt: try the next target */
-    agpu_queue_entry_t *queued; /* waiting in the mesh queue */
-    int64_t queued_ms;
-    bool queue_expired;
-    int64_t first_byte_due_ms; /* of an attempt on a peer; 0: none */
-    agpu_gather_t *gather;
-    int64_t gather_due_ms;
-    bool in_waiting;
-    request_t *wait_prev, *wait_next;
-};
-
 /* ---- answers agpu writes itself ---- */
 
-static void add_common_headers(struct MHD_Response *response, const request_t *req)
+void http_add_common_headers(struct MHD_Response *response, const request_t *req)
 {
     if (req->origin) {
         MHD_add_response_header(response, "Access-Control-Allow-Origin", req->origin);
@@ -119,8 +31,8 @@ static void add_common_headers(struct MHD_Response *response, const request_t *r
     }
 }
 
-static enum MHD_Result answer(struct MHD_Connection *conn, request_t *req, unsigned status,
-                              const char *content_type, const char *body, size_t len)
+enum MHD_Result http_answer(struct MHD_Connection *conn, request_t *req, unsigned status,
+                            const char *content_type, const char *body, size_t len)
 {
     struct MHD_Response *response =
         MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
@@ -128,28 +40,29 @@ static enum MHD_Result answer(struct MHD_Connection *conn, request_t *req, unsig
         return MHD_NO;
     if (content_type)
         MHD_add_response_header(response, "Content-Type", content_type);
-    add_common_headers(response, req);
+    http_add_common_headers(response, req);
     enum MHD_Result ok = MHD_queue_response(conn, status, response);
     MHD_destroy_response(response);
     req->answered = true;
     return ok;
 }
 
-static enum MHD_Result answer_error(struct MHD_Connection *conn, request_t *req,
-                                    const char *path, unsigned status, const char *message)
+enum MHD_Result http_answer_error(struct MHD_Connection *conn, request_t *req, const char *path,
+                                  unsigned status, const char *message)
 {
     char body[AGPU_ERROR_MAX * 2];
-    size_t len = agpu_json_error(body, sizeof body, agpu_json_error_style(path), (int)status,
-                                 message);
-    return answer(conn, req, status, "application/json; charset=utf-8", body, len);
+    size_t len =
+        agpu_json_error(body, sizeof body, agpu_json_error_style(path), (int)status, message);
+    return http_answer(conn, req, status, "application/json; charset=utf-8", body, len);
 }
 
 static enum MHD_Result answer_preflight(struct MHD_Connection *conn, request_t *req)
 {
-    struct MHD_Response *response = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+    struct MHD_Response *response =
+        MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
     if (!response)
         return MHD_NO;
-    add_common_headers(response, req);
+    http_add_common_headers(response, req);
     MHD_add_response_header(response, "Access-Control-Allow-Methods", AGPU_CORS_ALLOW_METHODS);
     MHD_add_response_header(response, "Access-Control-Allow-Headers", agpu_cors_allow_headers());
     MHD_add_response_header(response, "Access-Control-Max-Age", AGPU_CORS_MAX_AGE);
@@ -172,7 +85,7 @@ static enum MHD_Result answer_too_large(agpu_http_t *self, struct MHD_Connection
     char message[128];
     snprintf(message, sizeof message, "request body too large (limit %llu bytes)",
              (unsigned long long)body_limit(self, req));
-    return answer_error(conn, req, path, MHD_HTTP_CONTENT_TOO_LARGE, message);
+    return http_answer_error(conn, req, path, MHD_HTTP_CONTENT_TOO_LARGE, message);
 }
 
 /* ---- the upstream's answer, streamed ---- */
@@ -221,7 +134,7 @@ static enum MHD_Result answer_upstream(agpu_http_t *self, struct MHD_Connection 
     const target_t *t = &req->targets[req->attempt];
     if (!named)
         MHD_add_response_header(response, "X-Agpu-Node", t->self ? self->node_name : t->name);
-    add_common_headers(response, req);
+    http_add_common_headers(response, req);
     enum MHD_Result ok = MHD_queue_response(conn, (unsigned)head->status, response);
     MHD_destroy_response(response);
     req->answered = req->delivered = true;
@@ -317,14 +230,12 @@ static char *upstream_url(const char *base, struct MHD_Connection *conn, const c
 /* An exchange for this request to base (an Ollama, or a peer's agpu with the hop marker),
  * handed to the forwarder. A body read whole goes with it (a copy: a retry needs it again);
  * any other body streams through it as it comes. */
-static agpu_exchange_t *start_exchange(agpu_http_t *self, struct MHD_Connection *conn,
-                                       request_t *req, const char *method, const char *path,
-                                       const char *base, bool hop,
-                                       const agpu_exchange_ops_t *ops)
+agpu_exchange_t *http_start_exchange(agpu_http_t *self, struct MHD_Connection *conn, request_t *req,
+                                     const char *method, const char *path, const char *base,
+                                     bool hop, const agpu_exchange_ops_t *ops)
 {
     const char *length = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
-    const char *chunked =
-        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Transfer-Encoding");
+    const char *chunked = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Transfer-Encoding");
     int64_t body_length = length ? strtoll(length, NULL, 10) : -1;
     header_list_t headers = {.count = 0};
     MHD_get_connection_values_n(conn, MHD_HEADER_KIND, collect_header, &headers);
@@ -364,7 +275,7 @@ static agpu_exchange_t *start_exchange(agpu_http_t *self, struct MHD_Connection 
 
 /* ---- small helpers ---- */
 
-static int64_t monotonic_ms(void)
+int64_t http_now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -374,10 +285,11 @@ static int64_t monotonic_ms(void)
 /* Requests after which Ollama's model lists (installed or loaded) may have changed. */
 static bool may_change_models(const char *path)
 {
-    static const char *const paths[] = {"/api/pull", "/api/create", "/api/copy", "/api/delete",
-                                        "/api/generate", "/api/chat", "/api/embed",
-                                        "/api/embeddings", "/v1/chat/completions",
-                                        "/v1/completions", "/v1/embeddings", NULL};
+    static const char *const paths[] = {
+        "/api/pull",       "/api/create",     "/api/copy",
+        "/api/delete",     "/api/generate",   "/api/chat",
+        "/api/embed",      "/api/embeddings", "/v1/chat/completions",
+        "/v1/completions", "/v1/embeddings",  NULL};
     for (size_t i = 0; paths[i]; i++)
         if (strcmp(path, paths[i]) == 0)
             return true;
@@ -387,10 +299,17 @@ static bool may_change_models(const char *path)
 /* POST routes whose JSON body names the model that serves them. */
 static bool names_model(const char *method, const char *path)
 {
-    static const char *const paths[] = {"/api/generate", "/api/chat", "/api/embed",
-                                        "/api/embeddings", "/api/show", "/v1/chat/completions",
-                                        "/v1/completions", "/v1/embeddings", "/v1/responses",
-                                        "/v1/messages", NULL};
+    static const char *const paths[] = {"/api/generate",
+                                        "/api/chat",
+                                        "/api/embed",
+                                        "/api/embeddings",
+                                        "/api/show",
+                                        "/v1/chat/completions",
+                                        "/v1/completions",
+                                        "/v1/embeddings",
+                                        "/v1/responses",
+                                        "/v1/messages",
+                                        NULL};
     if (strcmp(method, "POST") != 0)
         return false;
     for (size_t i = 0; paths[i]; i++)
@@ -436,7 +355,7 @@ static bool model_in_path(const char *method, const char *path, char *out, size_
 }
 
 /* The request's model, as the client wrote it and as a key to match nodes' lists by. */
-static void set_model(request_t *req, const char *model)
+void http_set_model(request_t *req, const char *model)
 {
     snprintf(req->model_asked, sizeof req->model_asked, "%s", model);
     if (agpu_name_key(model, req->model, sizeof req->model) != 0)
@@ -445,7 +364,7 @@ static void set_model(request_t *req, const char *model)
 
 /* ---- requests that wait: in the queue, for a peer's first byte, for a mesh-wide list ---- */
 
-static void waiting_add(agpu_http_t *self, request_t *req)
+void http_waiting_add(agpu_http_t *self, request_t *req)
 {
     if (req->in_waiting)
         return;
@@ -457,7 +376,7 @@ static void waiting_add(agpu_http_t *self, request_t *req)
     self->waiting = req;
 }
 
-static void waiting_remove(agpu_http_t *self, request_t *req)
+void http_waiting_remove(agpu_http_t *self, request_t *req)
 {
     if (!req->in_waiting)
         return;
@@ -472,7 +391,7 @@ static void waiting_remove(agpu_http_t *self, request_t *req)
 }
 
 /* The queue's wake-up, from any thread: the shard looks at its waiting requests next turn. */
-static void wake_shard(void *arg)
+void http_wake_shard(void *arg)
 {
     agpu_http_t *self = arg;
     atomic_store(&self->tend_due, true);
@@ -483,7 +402,7 @@ static void wake_shard(void *arg)
 
 /* ---- suspending a client (idempotent: a request may wait on several things) ---- */
 
-static void suspend_front(void *front)
+void http_suspend(void *front)
 {
     request_t *req = front;
     if (req->suspended)
@@ -494,7 +413,7 @@ static void suspend_front(void *front)
 
 /* Resumed connections are served by the next agpu_http_run: the shard runs it again at once
  * when agpu_http_pending() says so. */
-static void resume_front(void *front)
+void http_resume(void *front)
 {
     request_t *req = front;
     if (!req->suspended)
@@ -511,383 +430,10 @@ static void gather_suspend(void *front)
     (void)front;
 }
 
-static const agpu_exchange_ops_t exchange_ops = {suspend_front, resume_front, agpu_forward_kick};
-static const agpu_exchange_ops_t gather_ops = {gather_suspend, resume_front, agpu_forward_kick};
-
-/* ---- where a request goes ---- */
-
-static void set_target(target_t *t, const agpu_view_peer_t *p)
-{
-    snprintf(t->id, sizeof t->id, "%s", p->id);
-    snprintf(t->name, sizeof t->name, "%s", p->name);
-    snprintf(t->http, sizeof t->http, "%s", p->http);
-    t->self = p->self;
-}
-
-static void set_self_target(agpu_http_t *self, request_t *req)
-{
-    req->targets[0] = (target_t){.self = true};
-    snprintf(req->targets[0].id, sizeof req->targets[0].id, "%s", self->node_id);
-    snprintf(req->targets[0].name, sizeof req->targets[0].name, "%s", self->node_name);
-    req->n_targets = 1;
-    req->attempt = 0;
-}
-
-static uint64_t next_random(agpu_http_t *self)
-{
-    uint64_t x = self->random; /* xorshift64 */
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    return self->random = x;
-}
-
-/* Plans the request over view. Returns the verdict; with GO, its targets are set. */
-static agpu_route_verdict_t plan_request(agpu_http_t *self, request_t *req,
-                                         const agpu_view_t *view, bool allow_cold)
-{
-    size_t n = agpu_view_count(view);
-    agpu_route_candidate_t *candidates = calloc(n ? n : 1, sizeof *candidates);
-    int32_t *pending = calloc(n ? n : 1, sizeof *pending);
-    agpu_route_plan_t plan = {.verdict = AGPU_ROUTE_NONE};
-    if (candidates && pending) {
-        if (self->options.ledger)
-            agpu_ledger_pending(self->options.ledger, view, req->model, pending);
-        agpu_route_input_t input = {.model_key = req->model, .kind = req->kind,
-                                    .allow_cold = allow_cold, .pending = pending,
-                                    .random = next_random(self)};
-        agpu_route_plan(view, &input, candidates, &plan);
-    }
-    if (plan.verdict == AGPU_ROUTE_GO) {
-        req->n_targets = 0;
-        req->attempt = 0;
-        for (size_t i = 0; i < plan.n_usable && req->n_targets < AGPU_ROUTE_MAX_TRIES; i++)
-            set_target(&req->targets[req->n_targets++], agpu_view_peer(view, candidates[i].node));
-    }
-    free(candidates);
-    free(pending);
-    return plan.verdict;
-}
-
-static enum MHD_Result answer_busy(struct MHD_Connection *conn, request_t *req, const char *path,
-                                   const char *message)
-{
-    char body[AGPU_ERROR_MAX * 2];
-    size_t len = agpu_json_error(body, sizeof body, agpu_json_error_style(path),
-                                 MHD_HTTP_SERVICE_UNAVAILABLE, message);
-    struct MHD_Response *response =
-        MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_COPY);
-    if (!response)
-        return MHD_NO;
-    MHD_add_response_header(response, "Content-Type", "application/json; charset=utf-8");
-    MHD_add_response_header(response, "Retry-After", AGPU_RETRY_AFTER_S);
-    add_common_headers(response, req);
-    enum MHD_Result ok = MHD_queue_response(conn, MHD_HTTP_SERVICE_UNAVAILABLE, response);
-    MHD_destroy_response(response);
-    req->answered = true;
-    return ok;
-}
-
-#define QUEUE_FULL_MESSAGE "server busy, please try again.  maximum pending requests exceeded"
-
-/* Decides where a routed request goes: sets its targets (true), or answers it, or puts it
- * in the mesh queue (false, *rc what to return). */
-static bool place(agpu_http_t *self, struct MHD_Connection *conn, request_t *req,
-                  const char *path, enum MHD_Result *rc)
-{
-    if (req->mode != MODE_ROUTE) {
-        if (req->n_targets == 0)
-            set_self_target(self, req);
-        return true;
-    }
-    agpu_view_t *view = agpu_mesh_view(self->options.mesh);
-    agpu_route_verdict_t verdict = view ? plan_request(self, req, view, false) : AGPU_ROUTE_NONE;
-    agpu_view_unref(&view);
-    if (verdict == AGPU_ROUTE_GO)
-        return true;
-    if (verdict == AGPU_ROUTE_NONE) {
-        if (self->upstream) {
-            /* the local Ollama answers for itself: with its own 404, or with the model it
-             * got since the watcher last looked (a pull, a node just started) */
-            set_self_target(self, req);
-            return true;
-        }
-        char message[AGPU_MSG_MODEL_NAME_MAX + 32];
-        snprintf(message, sizeof message, "model '%s' not found", req->model_asked);
-        *rc = answer_error(conn, req, path, MHD_HTTP_NOT_FOUND, message);
-        return false;
-    }
-    req->queued = self->options.queue ? agpu_queue_push(self->options.queue, req->model,
-                                                        wake_shard, self)
-                                      : NULL;
-    if (!req->queued) {
-        agpu_info("%s: every slot busy and its queue full: 503", req->model_asked);
-        *rc = answer_busy(conn, req, path, QUEUE_FULL_MESSAGE);
-        return false;
-    }
-    agpu_debug("%s: every slot busy: queued", req->model_asked);
-    req->queued_ms = monotonic_ms();
-    waiting_add(self, req);
-    suspend_front(req);
-    *rc = MHD_YES;
-    return false;
-}
-
-/* ---- attempts: one target tried ---- */
-
-/* The seq of node_id's state in the newest view (0: not in it). */
-static uint64_t current_seq(agpu_http_t *self, const char *node_id)
-{
-    agpu_view_t *view = agpu_mesh_view(self->options.mesh);
-    uint64_t seq = 0;
-    for (size_t i = 0; view && i < agpu_view_count(view); i++)
-        if (strcmp(agpu_view_peer(view, i)->id, node_id) == 0)
-            seq = agpu_view_peer(view, i)->seq;
-    agpu_view_unref(&view);
-    return seq;
-}
-
-/* The current attempt is over: its counts are given back, and the queue hears of the slot. */
-static void attempt_end(agpu_http_t *self, request_t *req)
-{
-    bool freed = req->counted || req->ledgered;
-    if (req->counted)
-        agpu_mesh_count_request(self->options.mesh, req->model, -1);
-    if (req->ledgered) {
-        const char *id = req->targets[req->attempt].id;
-        agpu_ledger_done(self->options.ledger, id, current_seq(self, id), req->model);
-    }
-    req->counted = req->ledgered = false;
-    req->first_byte_due_ms = 0;
-    if (freed && self->options.queue)
-        agpu_queue_kick(self->options.queue, req->model);
-}
-
-/* The current attempt failed before the client saw a byte: the next target gets it. */
-static void fail_attempt(agpu_http_t *self, request_t *req, const char *why, bool suspect)
-{
-    const target_t *t = &req->targets[req->attempt];
-    snprintf(req->failure, sizeof req->failure, "%s", why);
-    if (suspect && !t->self && self->options.mesh)
-        agpu_mesh_suspect(self->options.mesh, t->id);
-    if (req->attempt + 1 < req->n_targets)
-        agpu_info("%s: %s failed (%s): trying %s", req->model_asked[0] ? req->model_asked : "?",
-                  t->name, why, req->targets[req->attempt + 1].name);
-    if (req->ex) {
-        agpu_exchange_cancel(req->ex);
-        agpu_exchange_unref(&req->ex);
-    }
-    attempt_end(self, req);
-    waiting_remove(self, req);
-    req->attempt++;
-    req->body_ended = false;
-}
-
-static enum MHD_Result start_attempt(agpu_http_t *self, struct MHD_Connection *conn,
-                                     request_t *req, const char *method, const char *path)
-{
-    const target_t *t = &req->targets[req->attempt];
-    if (t->self && !self->upstream)
-        return answer_error(conn, req, path, MHD_HTTP_BAD_GATEWAY,
-                            "this node has no Ollama of its own (--ollama none)");
-    req->ex = start_exchange(self, conn, req, method, path, t->self ? self->upstream : t->http,
-                             !t->self, &exchange_ops);
-    if (!req->ex)
-        return answer_error(conn, req, path, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
-    if (t->self && req->may_change_models && self->options.watch)
-        agpu_watch_kick(self->options.watch); /* a load starts now: let peers see it soon */
-    if (t->self && self->options.mesh && req->model[0]) {
-        agpu_mesh_count_request(self->options.mesh, req->model, +1);
-        req->counted = true;
-    }
-    if (self->options.ledger && req->model[0] && t->id[0] &&
-        (t->self || req->mode == MODE_ROUTE)) { /* what routing here must count at once */
-        agpu_ledger_sent(self->options.ledger, t->id, current_seq(self, t->id), req->model);
-        req->ledgered = true;
-    }
-    if (!t->self) { /* watched until it answers: a peer that dies is given up for the next */
-        if (self->options.first_byte_timeout_ms)
-            req->first_byte_due_ms = monotonic_ms() + self->options.first_byte_timeout_ms;
-        waiting_add(self, req);
-    }
-    return MHD_YES;
-}
-
-/* Whether an answer says the node could not take the request (nothing was generated), so the
- * next node may: 502 (its Ollama is down) and 503 (busy, or draining). */
-static bool refused(int status)
-{
-    return status == MHD_HTTP_BAD_GATEWAY || status == MHD_HTTP_SERVICE_UNAVAILABLE;
-}
-
-/* ---- mesh-wide lists ---- */
-
-static enum MHD_Result begin_gather(agpu_http_t *self, struct MHD_Connection *conn,
-                                    request_t *req, const char *method, const char *path,
-                                    agpu_merge_kind_t kind)
-{
-    agpu_view_t *view = agpu_mesh_view(self->options.mesh);
-    size_t others = 0;
-    for (size_t i = 0; view && i < agpu_view_count(view); i++) {
-        const agpu_view_peer_t *p = agpu_view_peer(view, i);
-        others += !p->self && p->state == AGPU_PEER_ALIVE && p->ollama == AGPU_OLLAMA_UP;
-    }
-    if (others == 0) { /* a mesh of one: the local answer as it is */
-        agpu_view_unref(&view);
-        req->mode = MODE_LOCAL;
-        set_self_target(self, req);
-        return start_attempt(self, conn, req, method, path);
-    }
-    req->mode = MODE_GATHER;
-    req->gather = agpu_gather_new(kind);
-    for (size_t i = 0; req->gather && i < agpu_view_count(view); i++) {
-        const agpu_view_peer_t *p = agpu_view_peer(view, i);
-        bool up = p->self ? self->upstream && p->ollama == AGPU_OLLAMA_UP
-                          : p->state == AGPU_PEER_ALIVE && p->ollama == AGPU_OLLAMA_UP;
-        if (!up)
-            continue;
-        agpu_exchange_t *ex = start_exchange(self, conn, req, method, path,
-                                             p->self ? self->upstream : p->http, !p->self,
-                                             &gather_ops);
-        if (ex)
-            agpu_gather_add(req->gather, p->name, ex);
-    }
-    agpu_view_unref(&view);
-    if (!req->gather)
-        return answer_error(conn, req, path, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
-    req->gather_due_ms = monotonic_ms() + AGPU_GATHER_TIMEOUT_MS;
-    waiting_add(self, req);
-    return MHD_YES;
-}
-
-/* Reads what the nodes answered; once all have (or time is up), answers with the union. */
-static enum MHD_Result gather_pass(agpu_http_t *self, struct MHD_Connection *conn,
-                                   request_t *req, const char *path)
-{
-    if (!agpu_gather_step(req->gather) && monotonic_ms() < req->gather_due_ms) {
-        suspend_front(req);
-        return MHD_YES;
-    }
-    agpu_gather_cancel_rest(req->gather);
-    waiting_remove(self, req);
-    size_t len = 0;
-    char error[AGPU_ERROR_MAX];
-    char *body = agpu_gather_result(req->gather, &len, error, sizeof error);
-    agpu_gather_destroy(&req->gather);
-    if (!body)
-        return answer_error(conn, req, path, MHD_HTTP_BAD_GATEWAY, error);
-    struct MHD_Response *response =
-        MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
-    if (!response) {
-        free(body);
-        return MHD_NO;
-    }
-    MHD_add_response_header(response, "Content-Type", "application/json; charset=utf-8");
-    MHD_add_response_header(response, "X-Agpu-Node", self->node_name);
-    add_common_headers(response, req);
-    enum MHD_Result ok = MHD_queue_response(conn, MHD_HTTP_OK, response);
-    MHD_destroy_response(response);
-    req->answered = true;
-    return ok;
-}
-
-/* ---- agpu's own API ---- */
-
-static enum MHD_Result answer_json(struct MHD_Connection *conn, request_t *req, char *body)
-{
-    if (!body)
-        return MHD_NO;
-    enum MHD_Result ok =
-        answer(conn, req, MHD_HTTP_OK, "application/json; charset=utf-8", body, strlen(body));
-    free(body);
-    return ok;
-}
-
-/* GET /agpu/v1/route?model=M: where a request for M would go now, and why. */
-static enum MHD_Result answer_route(agpu_http_t *self, struct MHD_Connection *conn,
-                                    request_t *req, const char *path)
-{
-    const char *arg = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "model");
-    char model[AGPU_MSG_MODEL_NAME_MAX + 1];
-    snprintf(model, sizeof model, "%s", arg ? arg : "");
-    for (char *p = model; *p; p++)
-        *p = *p == '+' ? ' ' : *p;
-    MHD_http_unescape(model); /* kept escaped for forwarding; decoded here */
-    if (!model[0])
-        return answer_error(conn, req, path, MHD_HTTP_BAD_REQUEST, "model is required");
-    set_model(req, model);
-    if (!req->model[0])
-        return answer_error(conn, req, path, MHD_HTTP_BAD_REQUEST, "invalid model name");
-    req->kind = AGPU_ROUTE_SLOT;
-    agpu_view_t *view = agpu_mesh_view(self->options.mesh);
-    size_t n = view ? agpu_view_count(view) : 0;
-    agpu_route_candidate_t *candidates = calloc(n ? n : 1, sizeof *candidates);
-    int32_t *pending = calloc(n ? n : 1, sizeof *pending);
-    char *body = NULL;
-    if (view && candidates && pending) {
-        agpu_ledger_pending(self->options.ledger, view, req->model, pending);
-        agpu_route_input_t input = {.model_key = req->model, .kind = AGPU_ROUTE_SLOT,
-                                    .pending = pending, .random = next_random(self)};
-        agpu_route_plan_t plan;
-        agpu_route_plan(view, &input, candidates, &plan);
-        body = agpu_json_route(view, model, req->model, candidates, &plan);
-    }
-    free(candidates);
-    free(pending);
-    agpu_view_unref(&view);
-    return answer_json(conn, req, body);
-}
-
-/* /agpu/...: what this node knows of the mesh, and draining. */
-static enum MHD_Result answer_agpu_api(agpu_http_t *self, struct MHD_Connection *conn,
-                                       request_t *req, const char *path, const char *method)
-{
-    bool get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
-    bool drain = strcmp(path, "/agpu/v1/drain") == 0;
-    if (strcmp(path, "/agpu/v1/peers") != 0 && strcmp(path, "/agpu/v1/route") != 0 && !drain &&
-        strcmp(path, "/agpu/v1/undrain") != 0)
-        return answer_error(conn, req, path, MHD_HTTP_NOT_FOUND, "no such agpu endpoint");
-    if (!self->options.mesh)
-        return answer_error(conn, req, path, MHD_HTTP_SERVICE_UNAVAILABLE,
-                            "this node is not in a mesh");
-    if (strcmp(path, "/agpu/v1/peers") == 0 || strcmp(path, "/agpu/v1/route") == 0) {
-        if (!get)
-            return answer_error(conn, req, path, MHD_HTTP_METHOD_NOT_ALLOWED,
-                                "method not allowed");
-        if (strcmp(path, "/agpu/v1/route") == 0)
-            return answer_route(self, conn, req, path);
-        agpu_view_t *view = agpu_mesh_view(self->options.mesh);
-        char *body = view ? agpu_json_peers(view, monotonic_ms()) : NULL;
-        agpu_view_unref(&view);
-        return answer_json(conn, req, body);
-    }
-    if (strcmp(method, "POST") != 0)
-        return answer_error(conn, req, path, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed");
-    if (drain != agpu_mesh_draining(self->options.mesh))
-        agpu_info("%s: %s", drain ? "draining" : "undraining",
-                  drain ? "no new work; finishing what is under way" : "taking work again");
-    agpu_mesh_set_draining(self->options.mesh, drain);
-    return answer_json(conn, req, agpu_json_drain(self->node_name, drain));
-}
+const agpu_exchange_ops_t http_exchange_ops = {http_suspend, http_resume, agpu_forward_kick};
+const agpu_exchange_ops_t http_gather_ops = {gather_suspend, http_resume, agpu_forward_kick};
 
 /* ---- the request handler ---- */
-
-/* The node X-Agpu-Target names, as its target. false when no alive node has that name. */
-static bool find_target(agpu_http_t *self, request_t *req, const char *name)
-{
-    agpu_view_t *view = self->options.mesh ? agpu_mesh_view(self->options.mesh) : NULL;
-    bool found = false;
-    for (size_t i = 0; view && i < agpu_view_count(view) && !found; i++) {
-        const agpu_view_peer_t *p = agpu_view_peer(view, i);
-        if (strcmp(p->name, name) == 0 && (p->self || p->state == AGPU_PEER_ALIVE)) {
-            set_target(&req->targets[0], p);
-            req->n_targets = 1;
-            found = true;
-        }
-    }
-    agpu_view_unref(&view);
-    return found;
-}
 
 /* Work for a model's slots: what a draining node no longer takes. */
 static bool is_work(const request_t *req)
@@ -901,13 +447,13 @@ static enum MHD_Result on_headers(agpu_http_t *self, struct MHD_Connection *conn
                                   const char *path, const char *method)
 {
     if (self->closing)
-        return answer_error(conn, req, path, MHD_HTTP_SERVICE_UNAVAILABLE,
-                            "agpu is shutting down");
+        return http_answer_error(conn, req, path, MHD_HTTP_SERVICE_UNAVAILABLE,
+                                 "agpu is shutting down");
     const char *origin = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin");
     const char *host = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Host");
     switch (agpu_cors_check(self->cors, method, origin, host)) {
     case AGPU_CORS_FORBID:
-        return answer(conn, req, MHD_HTTP_FORBIDDEN, NULL, "", 0);
+        return http_answer(conn, req, MHD_HTTP_FORBIDDEN, NULL, "", 0);
     case AGPU_CORS_PREFLIGHT:
         req->origin = origin;
         return answer_preflight(conn, req);
@@ -918,7 +464,7 @@ static enum MHD_Result on_headers(agpu_http_t *self, struct MHD_Connection *conn
         break;
     }
     if (strncmp(path, "/agpu/", 6) == 0)
-        return answer_agpu_api(self, conn, req, path, method);
+        return http_answer_api(self, conn, req, path, method);
     req->names_model = names_model(method, path);
     req->kind = strcmp(path, "/api/show") == 0 ? AGPU_ROUTE_HOLDER : AGPU_ROUTE_SLOT;
     const char *length = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
@@ -932,31 +478,31 @@ static enum MHD_Result on_headers(agpu_http_t *self, struct MHD_Connection *conn
     req->mode = MODE_LOCAL;
     if (req->hop) {
         if (is_work(req) && self->options.mesh && agpu_mesh_draining(self->options.mesh))
-            return answer_error(conn, req, path, MHD_HTTP_SERVICE_UNAVAILABLE,
-                                "this node is draining");
+            return http_answer_error(conn, req, path, MHD_HTTP_SERVICE_UNAVAILABLE,
+                                     "this node is draining");
     } else if (target && target[0]) {
-        if (!find_target(self, req, target)) {
+        if (!http_find_target(self, req, target)) {
             char message[AGPU_NAME_MAX + 64];
             snprintf(message, sizeof message, "no node named '%.*s' is alive in the mesh",
                      AGPU_NAME_MAX, target);
-            return answer_error(conn, req, path, MHD_HTTP_NOT_FOUND, message);
+            return http_answer_error(conn, req, path, MHD_HTTP_NOT_FOUND, message);
         }
         req->mode = req->targets[0].self ? MODE_LOCAL : MODE_TARGET;
     } else if (self->options.mesh && is_mesh_list(method, path, &list)) {
-        return begin_gather(self, conn, req, method, path, list);
+        return http_begin_gather(self, conn, req, method, path, list);
     } else if (self->options.mesh && req->names_model) {
         req->mode = MODE_ROUTE;
     } else if (self->options.mesh && model_in_path(method, path, model, sizeof model)) {
         req->mode = MODE_ROUTE;
         req->kind = AGPU_ROUTE_HOLDER;
-        set_model(req, model);
+        http_set_model(req, model);
         return MHD_YES; /* placed once the request is complete */
     }
     if (req->names_model)
         return MHD_YES; /* placed once the body says which model */
     if (req->n_targets == 0)
-        set_self_target(self, req);
-    return start_attempt(self, conn, req, method, path); /* the body streams through */
+        http_set_self_target(self, req);
+    return http_start_attempt(self, conn, req, method, path); /* the body streams through */
 }
 
 /* More of the request body: pass it on, unless it breaks the limit. */
@@ -1004,7 +550,7 @@ static void read_model(request_t *req)
     char model[AGPU_MSG_MODEL_NAME_MAX + 1];
     if (agpu_json_request_model(req->body.data ? req->body.data + req->body.start : "",
                                 agpu_pipe_used(&req->body), model, sizeof model) == 0)
-        set_model(req, model);
+        http_set_model(req, model);
     if (!req->model[0] && req->mode == MODE_ROUTE)
         req->mode = MODE_LOCAL;
 }
@@ -1016,20 +562,20 @@ static enum MHD_Result advance(agpu_http_t *self, struct MHD_Connection *conn, r
 {
     for (;;) {
         if (req->gather)
-            return gather_pass(self, conn, req, path);
+            return http_gather_pass(self, conn, req, path);
         if (req->queued) {
-            suspend_front(req); /* still waiting: the shard resumes it when a slot frees */
+            http_suspend(req); /* still waiting: the shard resumes it when a slot frees */
             return MHD_YES;
         }
         if (req->queue_expired)
-            return answer_busy(conn, req, path, QUEUE_FULL_MESSAGE);
+            return http_answer_busy(conn, req, path, QUEUE_FULL_MESSAGE);
         if (!req->ex) {
             enum MHD_Result rc = MHD_YES;
-            if (req->n_targets == 0 && !place(self, conn, req, path, &rc))
+            if (req->n_targets == 0 && !http_place(self, conn, req, path, &rc))
                 return rc;
             if (req->attempt >= req->n_targets)
-                return answer_error(conn, req, path, MHD_HTTP_BAD_GATEWAY, req->failure);
-            rc = start_attempt(self, conn, req, method, path);
+                return http_answer_error(conn, req, path, MHD_HTTP_BAD_GATEWAY, req->failure);
+            rc = http_start_attempt(self, conn, req, method, path);
             if (!req->ex)
                 return rc;
         }
@@ -1044,19 +590,19 @@ static enum MHD_Result advance(agpu_http_t *self, struct MHD_Connection *conn, r
             return MHD_YES; /* suspended until the upstream answers */
         case AGPU_HEAD_FAILED:
             agpu_warn("%s: %s", path, error);
-            fail_attempt(self, req, error, true);
+            http_fail_attempt(self, req, error, true);
             continue;
         case AGPU_HEAD_READY:
             break;
         }
-        if (refused(head.status) && req->attempt + 1 < req->n_targets) {
+        if (http_refused(head.status) && req->attempt + 1 < req->n_targets) {
             char why[AGPU_ERROR_MAX];
             snprintf(why, sizeof why, "%s answered %d", req->targets[req->attempt].name,
                      head.status);
-            fail_attempt(self, req, why, head.status == MHD_HTTP_BAD_GATEWAY);
+            http_fail_attempt(self, req, why, head.status == MHD_HTTP_BAD_GATEWAY);
             continue;
         }
-        waiting_remove(self, req);
+        http_waiting_remove(self, req);
         return answer_upstream(self, conn, req, &head);
     }
 }
@@ -1075,9 +621,8 @@ static enum MHD_Result on_complete(agpu_http_t *self, struct MHD_Connection *con
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *path,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **req_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **req_cls)
 {
     agpu_http_t *self = cls;
     request_t *req = *req_cls;
@@ -1104,12 +649,11 @@ static void on_request_done(void *cls, struct MHD_Connection *conn, void **req_c
         return;
     if (req->queued)
         agpu_queue_remove(self->options.queue, &req->queued);
-    waiting_remove(self, req);
+    http_waiting_remove(self, req);
     agpu_gather_destroy(&req->gather);
     uint32_t ttft_ms;
     double tokens_per_s;
-    if (req->ex && req->counted &&
-        agpu_exchange_speed(req->ex, &ttft_ms, &tokens_per_s))
+    if (req->ex && req->counted && agpu_exchange_speed(req->ex, &ttft_ms, &tokens_per_s))
         agpu_mesh_record_speed(self->options.mesh, req->model, ttft_ms, tokens_per_s);
     if (req->ex) {
         /* A complete answer may be out before libcurl reports the transfer done: leave that
@@ -1120,99 +664,15 @@ static void on_request_done(void *cls, struct MHD_Connection *conn, void **req_c
         }
         agpu_exchange_unref(&req->ex);
     }
-    bool local = req->n_targets > 0 && req->targets[req->attempt < req->n_targets
-                                                         ? req->attempt
-                                                         : req->n_targets - 1].self;
-    attempt_end(self, req);
+    bool local =
+        req->n_targets > 0 &&
+        req->targets[req->attempt < req->n_targets ? req->attempt : req->n_targets - 1].self;
+    http_attempt_end(self, req);
     agpu_pipe_free(&req->body);
     if (local && req->may_change_models && self->options.watch)
         agpu_watch_kick(self->options.watch);
     free(req);
     *req_cls = NULL;
-}
-
-/* ---- the waiting requests, looked at every few milliseconds while there are any ---- */
-
-/* A queued request: it goes when it heads its model's queue and a node may take it, or gives
- * up when it has waited too long. */
-static void tend_queued(agpu_http_t *self, request_t *req, const agpu_view_t *view, int64_t now)
-{
-    int64_t waited = now - req->queued_ms;
-    if (waited >= (int64_t)self->options.queue_timeout_ms) {
-        agpu_info("%s: no slot freed within %u ms: 503", req->model_asked,
-                  self->options.queue_timeout_ms);
-        agpu_queue_remove(self->options.queue, &req->queued);
-        req->queue_expired = true;
-    } else if (!view || !agpu_queue_is_head(self->options.queue, req->queued)) {
-        return;
-    } else {
-        agpu_route_verdict_t verdict =
-            plan_request(self, req, view, waited >= (int64_t)self->options.cold_after_ms);
-        if (verdict == AGPU_ROUTE_WAIT)
-            return;
-        if (verdict == AGPU_ROUTE_NONE)
-            req->n_targets = 0; /* its holders are gone: placed again, as new */
-        agpu_debug("%s: waited %lld ms for a slot", req->model_asked, (long long)waited);
-        agpu_queue_remove(self->options.queue, &req->queued);
-    }
-    waiting_remove(self, req);
-    resume_front(req);
-}
-
-/* An attempt on a peer that has not answered yet: given up when the peer is dead or gone, or
- * when its first byte is overdue. */
-static void tend_attempt(agpu_http_t *self, request_t *req, const agpu_view_t *view, int64_t now)
-{
-    const target_t *t = &req->targets[req->attempt];
-    bool gone = false;
-    for (size_t i = 0; view && i < agpu_view_count(view); i++) {
-        const agpu_view_peer_t *p = agpu_view_peer(view, i);
-        if (strcmp(p->id, t->id) == 0)
-            gone = p->state == AGPU_PEER_DEAD || p->state == AGPU_PEER_LEFT;
-    }
-    bool late = req->first_byte_due_ms && now >= req->first_byte_due_ms;
-    if (!gone && !late)
-        return;
-    char why[AGPU_ERROR_MAX];
-    snprintf(why, sizeof why, "%s %s", t->name,
-             gone ? "left the mesh before answering" : "sent nothing in time");
-    fail_attempt(self, req, why, late);
-    resume_front(req);
-}
-
-void agpu_http_tend(agpu_http_t *self)
-{
-    if (!self->waiting)
-        return;
-    int64_t now = monotonic_ms();
-    if (!atomic_exchange(&self->tend_due, false) && now < self->next_tend_ms)
-        return;
-    agpu_view_t *view = self->options.mesh ? agpu_mesh_view(self->options.mesh) : NULL;
-    bool queued = false;
-    for (request_t *req = self->waiting, *next; req; req = next) {
-        next = req->wait_next;
-        if (req->queued) {
-            tend_queued(self, req, view, now);
-            queued |= req->queued != NULL;
-        } else if (req->gather) {
-            if (now >= req->gather_due_ms)
-                resume_front(req); /* its pass answers with what came in */
-        } else if (req->ex && !req->answered && !agpu_exchange_answered(req->ex)) {
-            tend_attempt(self, req, view, now);
-        } else {
-            waiting_remove(self, req);
-        }
-    }
-    agpu_view_unref(&view);
-    self->next_tend_ms = now + (queued ? AGPU_WAITING_POLL_MS : 10 * AGPU_WAITING_POLL_MS);
-}
-
-long agpu_http_tend_timeout_ms(agpu_http_t *self)
-{
-    if (!self->waiting)
-        return -1;
-    int64_t left = self->next_tend_ms - monotonic_ms();
-    return left > 0 ? (long)left : 0;
 }
 
 /* ---- libmicrohttpd's hooks ---- */
@@ -1238,15 +698,15 @@ static void log_mhd(void *cls, const char *fmt, va_list ap)
 
 int agpu_http_listen(const char *host, uint16_t port, char *error, size_t error_size)
 {
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
     struct addrinfo *found = NULL;
     char service[8];
     snprintf(service, sizeof service, "%u", (unsigned)port);
     int rc = getaddrinfo(host, service, &hints, &found);
     if (rc != 0 || !found) {
-        snprintf(error, error_size, "cannot resolve listen address %s: %s", host,
-                 gai_strerror(rc));
+        snprintf(error, error_size, "cannot resolve listen address %s: %s", host, gai_strerror(rc));
         return -1;
     }
     int fd = socket(found->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -1288,8 +748,8 @@ agpu_http_t *agpu_http_new(const agpu_http_options_t *options, int listen_fd, in
     self->options = *options;
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
-    self->random = ((uint64_t)(uintptr_t)self ^ (uint64_t)now.tv_nsec << 20 ^
-                    (uint64_t)now.tv_sec) | 1;
+    self->random =
+        ((uint64_t)(uintptr_t)self ^ (uint64_t)now.tv_nsec << 20 ^ (uint64_t)now.tv_sec) | 1;
     self->node_name = strdup(options->node_name);
     agpu_view_t *view = options->mesh ? agpu_mesh_view(options->mesh) : NULL;
     snprintf(self->node_id, sizeof self->node_id, "%s", view ? agpu_view_self_id(view) : "");
@@ -1300,16 +760,14 @@ agpu_http_t *agpu_http_new(const agpu_http_options_t *options, int listen_fd, in
     unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     if (self->node_name && self->cors)
         self->daemon = MHD_start_daemon(
-            flags, 0, NULL, NULL, on_request, self,
-            MHD_OPTION_EXTERNAL_LOGGER, log_mhd, self, /* first, so it catches everything */
-            MHD_OPTION_LISTEN_SOCKET, listen_fd,
-            MHD_OPTION_CONNECTION_LIMIT, options->max_connections,
-            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)AGPU_CONNECTION_MEMORY,
-            MHD_OPTION_CONNECTION_TIMEOUT, AGPU_IDLE_TIMEOUT_S,
+            flags, 0, NULL, NULL, on_request, self, MHD_OPTION_EXTERNAL_LOGGER, log_mhd,
+            self, /* first, so it catches everything */
+            MHD_OPTION_LISTEN_SOCKET, listen_fd, MHD_OPTION_CONNECTION_LIMIT,
+            options->max_connections, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+            (size_t)AGPU_CONNECTION_MEMORY, MHD_OPTION_CONNECTION_TIMEOUT, AGPU_IDLE_TIMEOUT_S,
             MHD_OPTION_STRICT_FOR_CLIENT, (int)1, /* reject malformed requests rather than guess */
-            MHD_OPTION_NOTIFY_COMPLETED, on_request_done, self,
-            MHD_OPTION_UNESCAPE_CALLBACK, keep_escaped, self,
-            MHD_OPTION_END);
+            MHD_OPTION_NOTIFY_COMPLETED, on_request_done, self, MHD_OPTION_UNESCAPE_CALLBACK,
+            keep_escaped, self, MHD_OPTION_END);
     if (!self->daemon) {
         snprintf(error, error_size, "cannot start the HTTP front door");
         agpu_http_destroy(&self);

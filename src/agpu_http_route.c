@@ -1,0 +1,395 @@
+/* Where a request goes: its targets (the router's plan, the local Ollama, or the node
+ * X-Agpu-Target names), its attempts one target at a time with failover before the client has
+ * seen a byte, the mesh queue it waits in while every slot is busy, and mesh-wide lists. */
+#include "agpu_http_private.h"
+
+#include "agpu_json.h"
+#include "agpu_ledger.h"
+#include "agpu_log.h"
+#include "agpu_mesh.h"
+#include "agpu_watch.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- targets ---- */
+
+static void set_target(target_t *t, const agpu_view_peer_t *p)
+{
+    snprintf(t->id, sizeof t->id, "%s", p->id);
+    snprintf(t->name, sizeof t->name, "%s", p->name);
+    snprintf(t->http, sizeof t->http, "%s", p->http);
+    t->self = p->self;
+}
+
+void http_set_self_target(agpu_http_t *self, request_t *req)
+{
+    req->targets[0] = (target_t){.self = true};
+    snprintf(req->targets[0].id, sizeof req->targets[0].id, "%s", self->node_id);
+    snprintf(req->targets[0].name, sizeof req->targets[0].name, "%s", self->node_name);
+    req->n_targets = 1;
+    req->attempt = 0;
+}
+
+/* ---- the plan ---- */
+
+uint64_t http_random(agpu_http_t *self)
+{
+    uint64_t x = self->random; /* xorshift64 */
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return self->random = x;
+}
+
+/* Plans the request over view. Returns the verdict; with GO, its targets are set. */
+static agpu_route_verdict_t plan_request(agpu_http_t *self, request_t *req, const agpu_view_t *view,
+                                         bool allow_cold)
+{
+    size_t n = agpu_view_count(view);
+    agpu_route_candidate_t *candidates = calloc(n ? n : 1, sizeof *candidates);
+    int32_t *pending = calloc(n ? n : 1, sizeof *pending);
+    agpu_route_plan_t plan = {.verdict = AGPU_ROUTE_NONE};
+    if (candidates && pending) {
+        if (self->options.ledger)
+            agpu_ledger_pending(self->options.ledger, view, req->model, pending);
+        agpu_route_input_t input = {.model_key = req->model,
+                                    .kind = req->kind,
+                                    .allow_cold = allow_cold,
+                                    .pending = pending,
+                                    .random = http_random(self)};
+        agpu_route_plan(view, &input, candidates, &plan);
+    }
+    if (plan.verdict == AGPU_ROUTE_GO) {
+        req->n_targets = 0;
+        req->attempt = 0;
+        for (size_t i = 0; i < plan.n_usable && req->n_targets < AGPU_ROUTE_MAX_TRIES; i++)
+            set_target(&req->targets[req->n_targets++], agpu_view_peer(view, candidates[i].node));
+    }
+    free(candidates);
+    free(pending);
+    return plan.verdict;
+}
+
+enum MHD_Result http_answer_busy(struct MHD_Connection *conn, request_t *req, const char *path,
+                                 const char *message)
+{
+    char body[AGPU_ERROR_MAX * 2];
+    size_t len = agpu_json_error(body, sizeof body, agpu_json_error_style(path),
+                                 MHD_HTTP_SERVICE_UNAVAILABLE, message);
+    struct MHD_Response *response =
+        MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_COPY);
+    if (!response)
+        return MHD_NO;
+    MHD_add_response_header(response, "Content-Type", "application/json; charset=utf-8");
+    MHD_add_response_header(response, "Retry-After", AGPU_RETRY_AFTER_S);
+    http_add_common_headers(response, req);
+    enum MHD_Result ok = MHD_queue_response(conn, MHD_HTTP_SERVICE_UNAVAILABLE, response);
+    MHD_destroy_response(response);
+    req->answered = true;
+    return ok;
+}
+
+/* Decides where a routed request goes: sets its targets (true), or answers it, or puts it
+ * in the mesh queue (false, *rc what to return). */
+bool http_place(agpu_http_t *self, struct MHD_Connection *conn, request_t *req, const char *path,
+                enum MHD_Result *rc)
+{
+    if (req->mode != MODE_ROUTE) {
+        if (req->n_targets == 0)
+            http_set_self_target(self, req);
+        return true;
+    }
+    agpu_view_t *view = agpu_mesh_view(self->options.mesh);
+    agpu_route_verdict_t verdict = view ? plan_request(self, req, view, false) : AGPU_ROUTE_NONE;
+    agpu_view_unref(&view);
+    if (verdict == AGPU_ROUTE_GO)
+        return true;
+    if (verdict == AGPU_ROUTE_NONE) {
+        if (self->upstream) {
+            /* the local Ollama answers for itself: with its own 404, or with the model it
+             * got since the watcher last looked (a pull, a node just started) */
+            http_set_self_target(self, req);
+            return true;
+        }
+        char message[AGPU_MSG_MODEL_NAME_MAX + 32];
+        snprintf(message, sizeof message, "model '%s' not found", req->model_asked);
+        *rc = http_answer_error(conn, req, path, MHD_HTTP_NOT_FOUND, message);
+        return false;
+    }
+    req->queued = self->options.queue
+                      ? agpu_queue_push(self->options.queue, req->model, http_wake_shard, self)
+                      : NULL;
+    if (!req->queued) {
+        agpu_info("%s: every slot busy and its queue full: 503", req->model_asked);
+        *rc = http_answer_busy(conn, req, path, QUEUE_FULL_MESSAGE);
+        return false;
+    }
+    agpu_debug("%s: every slot busy: queued", req->model_asked);
+    req->queued_ms = http_now_ms();
+    http_waiting_add(self, req);
+    http_suspend(req);
+    *rc = MHD_YES;
+    return false;
+}
+
+/* ---- attempts: one target tried ---- */
+
+/* The seq of node_id's state in the newest view (0: not in it). */
+static uint64_t current_seq(agpu_http_t *self, const char *node_id)
+{
+    agpu_view_t *view = agpu_mesh_view(self->options.mesh);
+    uint64_t seq = 0;
+    for (size_t i = 0; view && i < agpu_view_count(view); i++)
+        if (strcmp(agpu_view_peer(view, i)->id, node_id) == 0)
+            seq = agpu_view_peer(view, i)->seq;
+    agpu_view_unref(&view);
+    return seq;
+}
+
+/* The current attempt is over: its counts are given back, and the queue hears of the slot. */
+void http_attempt_end(agpu_http_t *self, request_t *req)
+{
+    bool freed = req->counted || req->ledgered;
+    if (req->counted)
+        agpu_mesh_count_request(self->options.mesh, req->model, -1);
+    if (req->ledgered) {
+        const char *id = req->targets[req->attempt].id;
+        agpu_ledger_done(self->options.ledger, id, current_seq(self, id), req->model);
+    }
+    req->counted = req->ledgered = false;
+    req->first_byte_due_ms = 0;
+    if (freed && self->options.queue)
+        agpu_queue_kick(self->options.queue, req->model);
+}
+
+/* The current attempt failed before the client saw a byte: the next target gets it. */
+void http_fail_attempt(agpu_http_t *self, request_t *req, const char *why, bool suspect)
+{
+    const target_t *t = &req->targets[req->attempt];
+    snprintf(req->failure, sizeof req->failure, "%s", why);
+    if (suspect && !t->self && self->options.mesh)
+        agpu_mesh_suspect(self->options.mesh, t->id);
+    if (req->attempt + 1 < req->n_targets)
+        agpu_info("%s: %s failed (%s): trying %s", req->model_asked[0] ? req->model_asked : "?",
+                  t->name, why, req->targets[req->attempt + 1].name);
+    if (req->ex) {
+        agpu_exchange_cancel(req->ex);
+        agpu_exchange_unref(&req->ex);
+    }
+    http_attempt_end(self, req);
+    http_waiting_remove(self, req);
+    req->attempt++;
+    req->body_ended = false;
+}
+
+enum MHD_Result http_start_attempt(agpu_http_t *self, struct MHD_Connection *conn, request_t *req,
+                                   const char *method, const char *path)
+{
+    const target_t *t = &req->targets[req->attempt];
+    if (t->self && !self->upstream)
+        return http_answer_error(conn, req, path, MHD_HTTP_BAD_GATEWAY,
+                                 "this node has no Ollama of its own (--ollama none)");
+    req->ex = http_start_exchange(self, conn, req, method, path, t->self ? self->upstream : t->http,
+                                  !t->self, &http_exchange_ops);
+    if (!req->ex)
+        return http_answer_error(conn, req, path, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+    if (t->self && req->may_change_models && self->options.watch)
+        agpu_watch_kick(self->options.watch); /* a load starts now: let peers see it soon */
+    if (t->self && self->options.mesh && req->model[0]) {
+        agpu_mesh_count_request(self->options.mesh, req->model, +1);
+        req->counted = true;
+    }
+    if (self->options.ledger && req->model[0] && t->id[0] &&
+        (t->self || req->mode == MODE_ROUTE)) { /* what routing here must count at once */
+        agpu_ledger_sent(self->options.ledger, t->id, current_seq(self, t->id), req->model);
+        req->ledgered = true;
+    }
+    if (!t->self) { /* watched until it answers: a peer that dies is given up for the next */
+        if (self->options.first_byte_timeout_ms)
+            req->first_byte_due_ms = http_now_ms() + self->options.first_byte_timeout_ms;
+        http_waiting_add(self, req);
+    }
+    return MHD_YES;
+}
+
+/* Whether an answer says the node could not take the request (nothing was generated), so the
+ * next node may: 502 (its Ollama is down) and 503 (busy, or draining). */
+bool http_refused(int status)
+{
+    return status == MHD_HTTP_BAD_GATEWAY || status == MHD_HTTP_SERVICE_UNAVAILABLE;
+}
+
+/* ---- mesh-wide lists ---- */
+
+enum MHD_Result http_begin_gather(agpu_http_t *self, struct MHD_Connection *conn, request_t *req,
+                                  const char *method, const char *path, agpu_merge_kind_t kind)
+{
+    agpu_view_t *view = agpu_mesh_view(self->options.mesh);
+    size_t others = 0;
+    for (size_t i = 0; view && i < agpu_view_count(view); i++) {
+        const agpu_view_peer_t *p = agpu_view_peer(view, i);
+        others += !p->self && p->state == AGPU_PEER_ALIVE && p->ollama == AGPU_OLLAMA_UP;
+    }
+    if (others == 0) { /* a mesh of one: the local answer as it is */
+        agpu_view_unref(&view);
+        req->mode = MODE_LOCAL;
+        http_set_self_target(self, req);
+        return http_start_attempt(self, conn, req, method, path);
+    }
+    req->mode = MODE_GATHER;
+    req->gather = agpu_gather_new(kind);
+    for (size_t i = 0; req->gather && i < agpu_view_count(view); i++) {
+        const agpu_view_peer_t *p = agpu_view_peer(view, i);
+        bool up = p->self ? self->upstream && p->ollama == AGPU_OLLAMA_UP
+                          : p->state == AGPU_PEER_ALIVE && p->ollama == AGPU_OLLAMA_UP;
+        if (!up)
+            continue;
+        agpu_exchange_t *ex =
+            http_start_exchange(self, conn, req, method, path, p->self ? self->upstream : p->http,
+                                !p->self, &http_gather_ops);
+        if (ex)
+            agpu_gather_add(req->gather, p->name, ex);
+    }
+    agpu_view_unref(&view);
+    if (!req->gather)
+        return http_answer_error(conn, req, path, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+    req->gather_due_ms = http_now_ms() + AGPU_GATHER_TIMEOUT_MS;
+    http_waiting_add(self, req);
+    return MHD_YES;
+}
+
+/* Reads what the nodes answered; once all have (or time is up), answers with the union. */
+enum MHD_Result http_gather_pass(agpu_http_t *self, struct MHD_Connection *conn, request_t *req,
+                                 const char *path)
+{
+    if (!agpu_gather_step(req->gather) && http_now_ms() < req->gather_due_ms) {
+        http_suspend(req);
+        return MHD_YES;
+    }
+    agpu_gather_cancel_rest(req->gather);
+    http_waiting_remove(self, req);
+    size_t len = 0;
+    char error[AGPU_ERROR_MAX];
+    char *body = agpu_gather_result(req->gather, &len, error, sizeof error);
+    agpu_gather_destroy(&req->gather);
+    if (!body)
+        return http_answer_error(conn, req, path, MHD_HTTP_BAD_GATEWAY, error);
+    struct MHD_Response *response =
+        MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+    if (!response) {
+        free(body);
+        return MHD_NO;
+    }
+    MHD_add_response_header(response, "Content-Type", "application/json; charset=utf-8");
+    MHD_add_response_header(response, "X-Agpu-Node", self->node_name);
+    http_add_common_headers(response, req);
+    enum MHD_Result ok = MHD_queue_response(conn, MHD_HTTP_OK, response);
+    MHD_destroy_response(response);
+    req->answered = true;
+    return ok;
+}
+
+/* ---- X-Agpu-Target ---- */
+
+/* The node X-Agpu-Target names, as its target. false when no alive node has that name. */
+bool http_find_target(agpu_http_t *self, request_t *req, const char *name)
+{
+    agpu_view_t *view = self->options.mesh ? agpu_mesh_view(self->options.mesh) : NULL;
+    bool found = false;
+    for (size_t i = 0; view && i < agpu_view_count(view) && !found; i++) {
+        const agpu_view_peer_t *p = agpu_view_peer(view, i);
+        if (strcmp(p->name, name) == 0 && (p->self || p->state == AGPU_PEER_ALIVE)) {
+            set_target(&req->targets[0], p);
+            req->n_targets = 1;
+            found = true;
+        }
+    }
+    agpu_view_unref(&view);
+    return found;
+}
+
+/* ---- the waiting requests, looked at every few milliseconds while there are any ---- */
+
+/* A queued request: it goes when it heads its model's queue and a node may take it, or gives
+ * up when it has waited too long. */
+static void tend_queued(agpu_http_t *self, request_t *req, const agpu_view_t *view, int64_t now)
+{
+    int64_t waited = now - req->queued_ms;
+    if (waited >= (int64_t)self->options.queue_timeout_ms) {
+        agpu_info("%s: no slot freed within %u ms: 503", req->model_asked,
+                  self->options.queue_timeout_ms);
+        agpu_queue_remove(self->options.queue, &req->queued);
+        req->queue_expired = true;
+    } else if (!view || !agpu_queue_is_head(self->options.queue, req->queued)) {
+        return;
+    } else {
+        agpu_route_verdict_t verdict =
+            plan_request(self, req, view, waited >= (int64_t)self->options.cold_after_ms);
+        if (verdict == AGPU_ROUTE_WAIT)
+            return;
+        if (verdict == AGPU_ROUTE_NONE)
+            req->n_targets = 0; /* its holders are gone: placed again, as new */
+        agpu_debug("%s: waited %lld ms for a slot", req->model_asked, (long long)waited);
+        agpu_queue_remove(self->options.queue, &req->queued);
+    }
+    http_waiting_remove(self, req);
+    http_resume(req);
+}
+
+/* An attempt on a peer that has not answered yet: given up when the peer is dead or gone, or
+ * when its first byte is overdue. */
+static void tend_attempt(agpu_http_t *self, request_t *req, const agpu_view_t *view, int64_t now)
+{
+    const target_t *t = &req->targets[req->attempt];
+    bool gone = false;
+    for (size_t i = 0; view && i < agpu_view_count(view); i++) {
+        const agpu_view_peer_t *p = agpu_view_peer(view, i);
+        if (strcmp(p->id, t->id) == 0)
+            gone = p->state == AGPU_PEER_DEAD || p->state == AGPU_PEER_LEFT;
+    }
+    bool late = req->first_byte_due_ms && now >= req->first_byte_due_ms;
+    if (!gone && !late)
+        return;
+    char why[AGPU_ERROR_MAX];
+    snprintf(why, sizeof why, "%s %s", t->name,
+             gone ? "left the mesh before answering" : "sent nothing in time");
+    http_fail_attempt(self, req, why, late);
+    http_resume(req);
+}
+
+void agpu_http_tend(agpu_http_t *self)
+{
+    if (!self->waiting)
+        return;
+    int64_t now = http_now_ms();
+    if (!atomic_exchange(&self->tend_due, false) && now < self->next_tend_ms)
+        return;
+    agpu_view_t *view = self->options.mesh ? agpu_mesh_view(self->options.mesh) : NULL;
+    bool queued = false;
+    for (request_t *req = self->waiting, *next; req; req = next) {
+        next = req->wait_next;
+        if (req->queued) {
+            tend_queued(self, req, view, now);
+            queued |= req->queued != NULL;
+        } else if (req->gather) {
+            if (now >= req->gather_due_ms)
+                http_resume(req); /* its pass answers with what came in */
+        } else if (req->ex && !req->answered && !agpu_exchange_answered(req->ex)) {
+            tend_attempt(self, req, view, now);
+        } else {
+            http_waiting_remove(self, req);
+        }
+    }
+    agpu_view_unref(&view);
+    self->next_tend_ms = now + (queued ? AGPU_WAITING_POLL_MS : 10 * AGPU_WAITING_POLL_MS);
+}
+
+long agpu_http_tend_timeout_ms(agpu_http_t *self)
+{
+    if (!self->waiting)
+        return -1;
+    int64_t left = self->next_tend_ms - http_now_ms();
+    return left > 0 ? (long)left : 0;
+}
