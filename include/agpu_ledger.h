@@ -1,7 +1,12 @@
-/* What this node has sent to each node since that node last told its load: the routing
- * planner adds it to the gossiped load, so that requests sent between two gossip updates are
- * counted at once (an entry node never sends a burst to a node it thinks idle), and a request
- * that finishes frees its slot at once. Shared by every shard; each call takes one lock. */
+/* What this node has sent to each node, and seen finish there, that the node's last gossiped
+ * state cannot count yet: the routing planner adds it to the gossiped load, so requests sent
+ * between two gossip updates count at once (an entry node never sends a burst to a node it
+ * thinks idle), and a request that finishes frees its slot at once.
+ *
+ * Events are kept with the time they happened. A state received at time T counts every
+ * request sent before T - AGPU_LEDGER_TRANSIT_MS (it reached the node before the node wrote
+ * the state) and every finish before T; later ones are this ledger's to add. Shared by every
+ * shard; each call takes one lock. */
 #ifndef AGPU_LEDGER_H
 #define AGPU_LEDGER_H
 
@@ -9,31 +14,34 @@
 
 #include <stdint.h>
 
-/* (node, model) pairs remembered at most; the oldest idle pair makes room for a new one. */
+/* (node, model) pairs remembered at most; a pair with nothing recent makes room. */
 #define AGPU_LEDGER_MAX_ENTRIES 4096
+
+/* Recent events kept per pair: more than a node gets between two of its states (it tells a
+ * change within 50 ms) at any rate an Ollama serves. */
+#define AGPU_LEDGER_EVENTS 128
+
+/* A request takes at most this long to reach its node and be counted there, and that node's
+ * state this long to come back: a request sent this close before a state is counted by this
+ * ledger too (counting it twice for a moment errs on the side of a busy node). */
+#define AGPU_LEDGER_TRANSIT_MS 10
 
 typedef struct agpu_ledger agpu_ledger_t;
 
 agpu_ledger_t *agpu_ledger_new(void);
 void agpu_ledger_destroy(agpu_ledger_t **self_p);
 
-/* For every node of view (same index): requests sent there for model_key since the state
- * the view holds of it, minus those that finished since. An entry counted against an older
- * state than the view's restarts from zero: the newer state counts those requests itself. */
+/* For every node of view (same index): requests sent there for model_key that its state in
+ * the view does not count, minus those that finished since (so possibly negative). A node's
+ * state time is its last_seen_ms. */
 void agpu_ledger_pending(agpu_ledger_t *self, const agpu_view_t *view, const char *model_key,
                          int32_t *pending);
 
-/* Each event is tagged with the seq of that node's state in the newest view the caller has:
- * the event happened after that state, so a state newer than it counts the event itself.
- * (A state sent between the event and the view that brings it over counts the event twice
- * for a moment; the node's next state, due at once since its load changed, puts it right.) */
-
-/* One request sent to node node_id for model_key. */
-void agpu_ledger_sent(agpu_ledger_t *self, const char *node_id, uint64_t seq,
-                      const char *model_key);
-
-/* A request sent there finished (answered, failed or cancelled). */
-void agpu_ledger_done(agpu_ledger_t *self, const char *node_id, uint64_t seq,
-                      const char *model_key);
+/* One request sent to node node_id for model_key at now_ms (the monotonic clock, as the
+ * view's last_seen_ms); one such request finished (answered, failed or cancelled). */
+void agpu_ledger_sent(agpu_ledger_t *self, const char *node_id, const char *model_key,
+                      int64_t now_ms);
+void agpu_ledger_done(agpu_ledger_t *self, const char *node_id, const char *model_key,
+                      int64_t now_ms);
 
 #endif

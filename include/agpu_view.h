@@ -33,7 +33,6 @@ typedef struct {
     agpu_ollama_state_t ollama;
     const char *ollama_version;
     bool draining;
-    uint64_t seq; /* of the STATE this entry comes from: a newer one counts newer requests */
     uint32_t capacity, in_flight, queued;
     int64_t last_seen_ms; /* monotonic clock */
     size_t n_models;

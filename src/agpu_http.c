@@ -501,7 +501,7 @@ static enum MHD_Result on_headers(agpu_http_t *self, struct MHD_Connection *conn
     if (req->names_model)
         return MHD_YES; /* placed once the body says which model */
     if (req->n_targets == 0)
-        http_set_self_target(self, req);
+        http_set_local_target(self, req);
     return http_start_attempt(self, conn, req, method, path); /* the body streams through */
 }
 
@@ -599,7 +599,7 @@ static enum MHD_Result advance(agpu_http_t *self, struct MHD_Connection *conn, r
             char why[AGPU_ERROR_MAX];
             snprintf(why, sizeof why, "%s answered %d", req->targets[req->attempt].name,
                      head.status);
-            http_fail_attempt(self, req, why, head.status == MHD_HTTP_BAD_GATEWAY);
+            http_fail_attempt(self, req, why, true);
             continue;
         }
         http_waiting_remove(self, req);

@@ -143,6 +143,9 @@ void http_resume(void *front);
 /* The request goes to this node's own Ollama. */
 void http_set_self_target(agpu_http_t *self, request_t *req);
 
+/* The request goes to this node's Ollama, or, on a node without one, to a node that has one. */
+void http_set_local_target(agpu_http_t *self, request_t *req);
+
 /* Entropy for the router's random choices. */
 uint64_t http_random(agpu_http_t *self);
 

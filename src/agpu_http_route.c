@@ -32,6 +32,26 @@ void http_set_self_target(agpu_http_t *self, request_t *req)
     req->attempt = 0;
 }
 
+/* A request for this node's Ollama. A node without one (a gateway: --ollama none) hands it to
+ * an alive node that has one, so every node serves the whole API; a hop is never handed on. */
+void http_set_local_target(agpu_http_t *self, request_t *req)
+{
+    http_set_self_target(self, req);
+    if (self->upstream || req->hop || !self->options.mesh)
+        return;
+    agpu_view_t *view = agpu_mesh_view(self->options.mesh);
+    size_t n = view ? agpu_view_count(view) : 0, start = n ? http_random(self) % n : 0;
+    for (size_t k = 0; k < n; k++) {
+        const agpu_view_peer_t *p = agpu_view_peer(view, (start + k) % n);
+        if (!p->self && p->state == AGPU_PEER_ALIVE && p->ollama == AGPU_OLLAMA_UP) {
+            set_target(&req->targets[0], p);
+            req->mode = MODE_TARGET;
+            break;
+        }
+    }
+    agpu_view_unref(&view);
+}
+
 /* ---- the plan ---- */
 
 uint64_t http_random(agpu_http_t *self)
@@ -98,7 +118,7 @@ bool http_place(agpu_http_t *self, struct MHD_Connection *conn, request_t *req, 
 {
     if (req->mode != MODE_ROUTE) {
         if (req->n_targets == 0)
-            http_set_self_target(self, req);
+            http_set_local_target(self, req);
         return true;
     }
     agpu_view_t *view = agpu_mesh_view(self->options.mesh);
@@ -136,18 +156,6 @@ bool http_place(agpu_http_t *self, struct MHD_Connection *conn, request_t *req, 
 
 /* ---- attempts: one target tried ---- */
 
-/* The seq of node_id's state in the newest view (0: not in it). */
-static uint64_t current_seq(agpu_http_t *self, const char *node_id)
-{
-    agpu_view_t *view = agpu_mesh_view(self->options.mesh);
-    uint64_t seq = 0;
-    for (size_t i = 0; view && i < agpu_view_count(view); i++)
-        if (strcmp(agpu_view_peer(view, i)->id, node_id) == 0)
-            seq = agpu_view_peer(view, i)->seq;
-    agpu_view_unref(&view);
-    return seq;
-}
-
 /* The current attempt is over: its counts are given back, and the queue hears of the slot. */
 void http_attempt_end(agpu_http_t *self, request_t *req)
 {
@@ -155,8 +163,8 @@ void http_attempt_end(agpu_http_t *self, request_t *req)
     if (req->counted)
         agpu_mesh_count_request(self->options.mesh, req->model, -1);
     if (req->ledgered) {
-        const char *id = req->targets[req->attempt].id;
-        agpu_ledger_done(self->options.ledger, id, current_seq(self, id), req->model);
+        agpu_ledger_done(self->options.ledger, req->targets[req->attempt].id, req->model,
+                         http_now_ms());
     }
     req->counted = req->ledgered = false;
     req->first_byte_due_ms = 0;
@@ -203,7 +211,7 @@ enum MHD_Result http_start_attempt(agpu_http_t *self, struct MHD_Connection *con
     }
     if (self->options.ledger && req->model[0] && t->id[0] &&
         (t->self || req->mode == MODE_ROUTE)) { /* what routing here must count at once */
-        agpu_ledger_sent(self->options.ledger, t->id, current_seq(self, t->id), req->model);
+        agpu_ledger_sent(self->options.ledger, t->id, req->model, http_now_ms());
         req->ledgered = true;
     }
     if (!t->self) { /* watched until it answers: a peer that dies is given up for the next */

@@ -1,5 +1,6 @@
-/* The ledger: a small chained hash of (node, model) -> requests sent and finished since the
- * node's state numbered seq. Entries are made on first use and reused once idle. */
+/* The ledger: a small chained hash of (node, model) -> a ring of the latest events (a request
+ * sent, +1, or finished, -1) with their times. Entries are made on first use and reused once
+ * their events are old. */
 #include "agpu_ledger.h"
 
 #include <pthread.h>
@@ -8,10 +9,18 @@
 
 #define LEDGER_BUCKETS 1024
 
+/* Events older than this are counted by any state a node has sent since (one a second). */
+#define LEDGER_FORGET_MS 10000
+
+typedef struct {
+    int64_t ms;
+    int32_t delta; /* +1 sent, -1 finished */
+} event_t;
+
 typedef struct entry {
     struct entry *next;
-    uint64_t seq;
-    int32_t sent, done;
+    event_t events[AGPU_LEDGER_EVENTS]; /* a ring: the newest at (first + count - 1) */
+    size_t first, count;
     char *node, *model;
 } entry_t;
 
@@ -40,12 +49,17 @@ static entry_t *find(agpu_ledger_t *self, const char *node, const char *model)
     return NULL;
 }
 
-/* An entry with nothing outstanding: its counts say nothing the next state would not. */
-static entry_t *take_idle(agpu_ledger_t *self)
+static int64_t newest(const entry_t *e)
+{
+    return e->count ? e->events[(e->first + e->count - 1) % AGPU_LEDGER_EVENTS].ms : INT64_MIN;
+}
+
+/* An entry whose events every state has counted by now. */
+static entry_t *take_idle(agpu_ledger_t *self, int64_t now_ms)
 {
     for (size_t b = 0; b < LEDGER_BUCKETS; b++)
         for (entry_t **link = &self->buckets[b]; *link; link = &(*link)->next)
-            if ((*link)->sent <= (*link)->done) {
+            if (newest(*link) < now_ms - LEDGER_FORGET_MS) {
                 entry_t *e = *link;
                 *link = e->next;
                 self->count--;
@@ -54,13 +68,14 @@ static entry_t *take_idle(agpu_ledger_t *self)
     return NULL;
 }
 
-static entry_t *find_or_make(agpu_ledger_t *self, const char *node, const char *model)
+static entry_t *find_or_make(agpu_ledger_t *self, const char *node, const char *model,
+                            int64_t now_ms)
 {
     entry_t *e = find(self, node, model);
     if (e)
         return e;
     if (self->count >= AGPU_LEDGER_MAX_ENTRIES) {
-        e = take_idle(self);
+        e = take_idle(self, now_ms);
         if (!e)
             return NULL; /* every entry busy: this request goes uncounted */
         free(e->node);
@@ -70,7 +85,10 @@ static entry_t *find_or_make(agpu_ledger_t *self, const char *node, const char *
         if (!e)
             return NULL;
     }
-    *e = (entry_t){.node = strdup(node), .model = strdup(model)};
+    e->next = NULL;
+    e->first = e->count = 0;
+    e->node = strdup(node);
+    e->model = strdup(model);
     if (!e->node || !e->model) {
         free(e->node);
         free(e->model);
@@ -84,13 +102,33 @@ static entry_t *find_or_make(agpu_ledger_t *self, const char *node, const char *
     return e;
 }
 
-/* The node has told a newer state: it counts what was sent before it. */
-static void catch_up(entry_t *e, uint64_t seq)
+static void record(entry_t *e, int64_t ms, int32_t delta)
 {
-    if (seq > e->seq) {
-        e->seq = seq;
-        e->sent = e->done = 0;
+    if (e->count == AGPU_LEDGER_EVENTS) { /* the oldest goes: long since counted by a state */
+        e->first = (e->first + 1) % AGPU_LEDGER_EVENTS;
+        e->count--;
     }
+    e->events[(e->first + e->count++) % AGPU_LEDGER_EVENTS] = (event_t){ms, delta};
+}
+
+/* Callers take the time before the lock, so events may be recorded a little out of order;
+ * the newest-first scan stops this far before the state. */
+#define LEDGER_DISORDER_MS 1000
+
+/* What a state received at state_ms does not count yet: the newest events, scanned from the
+ * newest back to those the state surely counts. */
+static int32_t uncounted(const entry_t *e, int64_t state_ms)
+{
+    int32_t sum = 0;
+    for (size_t i = e->count; i-- > 0;) {
+        const event_t *ev = &e->events[(e->first + i) % AGPU_LEDGER_EVENTS];
+        if (ev->ms < state_ms - AGPU_LEDGER_TRANSIT_MS - LEDGER_DISORDER_MS)
+            break;
+        int64_t counted_before = ev->delta > 0 ? state_ms - AGPU_LEDGER_TRANSIT_MS : state_ms;
+        if (ev->ms >= counted_before)
+            sum += ev->delta;
+    }
+    return sum;
 }
 
 agpu_ledger_t *agpu_ledger_new(void)
@@ -127,33 +165,29 @@ void agpu_ledger_pending(agpu_ledger_t *self, const agpu_view_t *view, const cha
     for (size_t i = 0; i < n; i++) {
         const agpu_view_peer_t *p = agpu_view_peer(view, i);
         entry_t *e = self->count ? find(self, p->id, model_key) : NULL;
-        if (e)
-            catch_up(e, p->seq);
-        pending[i] = e ? e->sent - e->done : 0;
+        pending[i] = e ? uncounted(e, p->last_seen_ms) : 0;
     }
     pthread_mutex_unlock(&self->lock);
 }
 
-void agpu_ledger_sent(agpu_ledger_t *self, const char *node_id, uint64_t seq,
-                      const char *model_key)
+static void note(agpu_ledger_t *self, const char *node_id, const char *model_key,
+                 int64_t now_ms, int32_t delta)
 {
     pthread_mutex_lock(&self->lock);
-    entry_t *e = find_or_make(self, node_id, model_key);
-    if (e) {
-        catch_up(e, seq);
-        e->sent++;
-    }
+    entry_t *e = find_or_make(self, node_id, model_key, now_ms);
+    if (e)
+        record(e, now_ms, delta);
     pthread_mutex_unlock(&self->lock);
 }
 
-void agpu_ledger_done(agpu_ledger_t *self, const char *node_id, uint64_t seq,
-                      const char *model_key)
+void agpu_ledger_sent(agpu_ledger_t *self, const char *node_id, const char *model_key,
+                      int64_t now_ms)
 {
-    pthread_mutex_lock(&self->lock);
-    entry_t *e = find(self, node_id, model_key);
-    if (e) {
-        catch_up(e, seq);
-        e->done++;
-    }
-    pthread_mutex_unlock(&self->lock);
+    note(self, node_id, model_key, now_ms, +1);
+}
+
+void agpu_ledger_done(agpu_ledger_t *self, const char *node_id, const char *model_key,
+                      int64_t now_ms)
+{
+    note(self, node_id, model_key, now_ms, -1);
 }

@@ -202,7 +202,9 @@ static size_t draw(const agpu_route_candidate_t *c, size_t n, double total, doub
 /* Puts first the better of two candidates of the best tier drawn at random, the others
  * keeping their order. Better: the lower score; on a tie self, else the first drawn. (Not
  * the earlier in sorted order: that is the lower id, which would win 3 ties in 4 at every
- * entry node at once, the very herding the draw is there to prevent.) */
+ * entry node at once, the very herding the draw is there to prevent.) Self, when it scores
+ * no worse than that choice, goes first instead: no network hop, and every entry node has a
+ * different self, so preferring it herds no one. */
 static void two_choices(const agpu_view_t *view, agpu_route_candidate_t *c, size_t n,
                         uint64_t random)
 {
@@ -221,6 +223,9 @@ static void two_choices(const agpu_view_t *view, agpu_route_candidate_t *c, size
         (c[b].score == c[a].score && agpu_view_peer(view, c[b].node)->self &&
          !agpu_view_peer(view, c[a].node)->self))
         win = b;
+    for (size_t i = 0; i < k; i++)
+        if (agpu_view_peer(view, c[i].node)->self && c[i].score <= c[win].score)
+            win = i;
     agpu_route_candidate_t chosen = c[win];
     memmove(&c[1], &c[0], win * sizeof *c);
     c[0] = chosen;

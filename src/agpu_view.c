@@ -82,7 +82,6 @@ int agpu_view_add(agpu_view_t *self, const char *id, const char *gossip, bool is
         p->ollama = st->slots == 0 ? AGPU_OLLAMA_NONE
                                    : st->ollama_up ? AGPU_OLLAMA_UP : AGPU_OLLAMA_DOWN;
         p->draining = st->draining;
-        p->seq = st->seq;
         p->capacity = st->slots;
         agpu_view_model_t *models = st->n_models ? view_alloc(self, st->n_models * sizeof *models)
                                                  : NULL;

@@ -431,12 +431,17 @@ static void test_two_equal_nodes_share_fairly(void **unused)
     assert_between(chosen[0], 4500, 5500); /* a tie goes to the first drawn: 1/2 each */
 }
 
-static void test_self_keeps_the_ties_it_draws(void **unused)
+static void test_self_wins_ties(void **unused)
 {
-    const node_t nodes[] = {{WARM("a", 1, 0)}, {WARM("b", 1, 0), .self = true}};
     unsigned chosen[2];
-    first_choices(nodes, 2, chosen);
-    assert_between(chosen[1], 7000, 8000); /* self unless both draws are a: 3/4 */
+    const node_t tie[] = {{WARM("a", 1, 0)}, {WARM("b", 1, 0), .self = true}};
+    first_choices(tie, 2, chosen);
+    assert_int_equal(chosen[1], 10000); /* whatever the draws */
+
+    /* self a little worse: no privilege, it goes only when both draws are it, 1/4 */
+    const node_t worse[] = {{WARM("a", 2, 0)}, {WARM("b", 2, 1), .self = true}};
+    first_choices(worse, 2, chosen);
+    assert_between(chosen[1], 2000, 3000);
 }
 
 static void test_fast_node_most_but_not_all(void **unused)
@@ -636,7 +641,7 @@ int main(void)
         cmocka_unit_test(test_candidate_fields),
         cmocka_unit_test(test_extreme_speeds_stay_finite),
         cmocka_unit_test(test_two_equal_nodes_share_fairly),
-        cmocka_unit_test(test_self_keeps_the_ties_it_draws),
+        cmocka_unit_test(test_self_wins_ties),
         cmocka_unit_test(test_fast_node_most_but_not_all),
         cmocka_unit_test(test_draws_stay_in_the_best_tier_and_keep_the_rest_in_order),
         cmocka_unit_test(test_no_draw_unless_go),
