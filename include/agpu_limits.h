@@ -65,9 +65,10 @@
 #define AGPU_QUEUE_TIMEOUT_MS_DEFAULT 60000U
 #define AGPU_RETRY_AFTER_S "1"
 
-/* How long a request waits for a busy warm replica before it may load the model cold on a
- * node with room (--cold-after): a cold load costs seconds, a slot usually frees sooner. */
-#define AGPU_COLD_AFTER_MS_DEFAULT 1000U
+/* How long a request waits for a busy warm replica before it may load the model cold on an
+ * idle node (--cold-after): a cold load costs seconds and may evict another model, and at a
+ * sane load a slot frees sooner; a wait this long says the model needs one more replica. */
+#define AGPU_COLD_AFTER_MS_DEFAULT 3000U
 
 /* A peer that has not begun to answer within this is given up for the next candidate
  * (--first-byte-timeout): Ollama's own model load timeout (OLLAMA_LOAD_TIMEOUT). A peer

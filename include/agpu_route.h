@@ -9,7 +9,10 @@
  *      no cold load happens while a warm replica has a free slot.
  *   3. Then a node that has it installed, not loaded, and room for one more request ("cold,
  *      free"), but only when no candidate has the model loaded at all, or when the request has
- *      waited long enough for a warm slot (allow_cold).
+ *      waited long enough for a warm slot (allow_cold). With a replica loaded somewhere, only
+ *      an idle node has room (a load may evict the model it has, which must not be in use).
+ *      A node with requests for the model that does not have it loaded is loading it: it
+ *      counts as warm and busy, so a model is loaded on one more node at a time.
  *   4. Otherwise the request waits (the mesh queue) for a slot to free.
  *   Within a tier the score is the expected relative wait, (load + 1) / (capacity x speed):
  *   least loaded relative to capacity, weighted by measured speed, so a node twice as fast
@@ -45,8 +48,9 @@ typedef struct {
 /* Where a node stands for this request, best first. */
 typedef enum {
     AGPU_TIER_WARM_FREE, /* loaded, a free slot */
-    AGPU_TIER_COLD_FREE, /* installed, not loaded, room for one more request */
-    AGPU_TIER_WARM_BUSY, /* loaded, every slot taken (Ollama would queue it) */
+    AGPU_TIER_COLD_FREE, /* installed, not loaded, room for one more request (idle, when a
+                            replica is loaded elsewhere) */
+    AGPU_TIER_WARM_BUSY, /* loaded, every slot taken (Ollama would queue it); or loading */
     AGPU_TIER_COLD_BUSY, /* installed, not loaded, node full */
     AGPU_TIER_OUT,       /* not a candidate: `why` says why */
 } agpu_route_tier_t;

@@ -62,8 +62,8 @@ static const option_t options[] = {
     {OPT_QUEUE_TIMEOUT, "queue-timeout", 0, "AGPU_QUEUE_TIMEOUT", "MS",
      "longest a request waits for a free slot before it gets 503 (default 60000)"},
     {OPT_COLD_AFTER, "cold-after", 0, "AGPU_COLD_AFTER", "MS",
-     "how long a request waits for a busy warm replica before it may load the model on "
-     "another node (default 1000)"},
+     "how long a request waits for a busy warm replica before it may load the model on an "
+     "idle node (default 3000)"},
     {OPT_FIRST_BYTE_TIMEOUT, "first-byte-timeout", 0, "AGPU_FIRST_BYTE_TIMEOUT", "MS",
      "a peer that has not begun to answer after MS milliseconds is given up for the next "
      "one (default 300000, as OLLAMA_LOAD_TIMEOUT)"},

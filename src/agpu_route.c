@@ -80,7 +80,7 @@ static const char *tier_why(agpu_route_tier_t tier)
     case AGPU_TIER_WARM_FREE:
         return "loaded, free slot";
     case AGPU_TIER_COLD_FREE:
-        return "installed, free slot";
+        return "installed, room to load it";
     case AGPU_TIER_WARM_BUSY:
         return "loaded, all slots busy";
     case AGPU_TIER_COLD_BUSY:
@@ -260,6 +260,13 @@ void agpu_route_plan(const agpu_view_t *view, const agpu_route_input_t *input,
         bool usable = input->kind == AGPU_ROUTE_HOLDER ? holder_usable(p, m) : why == NULL;
         if (input->kind == AGPU_ROUTE_HOLDER && usable)
             why = p->draining ? "draining" : p->state == AGPU_PEER_SUSPECT ? "suspect" : NULL;
+        if (m && !m->loaded && load_with_pending(m->in_flight, input->pending, i) > 0) {
+            /* requests for it there and not loaded: it is loading. A replica on its way counts
+             * as warm and busy: no second cold load, and no one else waits behind the load */
+            load = load_with_pending(m->in_flight, input->pending, i);
+            tier = AGPU_TIER_WARM_BUSY;
+            why = why ? why : "loading";
+        }
         agpu_route_candidate_t *c = usable ? &out[n_usable++] : &out[--back];
         *c = (agpu_route_candidate_t){
             .node = i,
@@ -271,6 +278,17 @@ void agpu_route_plan(const agpu_view_t *view, const agpu_route_input_t *input,
             .why = why ? why : tier_why(tier),
         };
     }
+    /* With a replica warm (or loading) anywhere, a cold load goes only to an idle node: it
+     * may evict the model that node has loaded, which must not be one in use. */
+    bool warm_exists = false;
+    for (size_t i = 0; i < n_usable && !warm_exists; i++)
+        warm_exists = is_loaded(out[i].tier);
+    for (size_t i = 0; warm_exists && i < n_usable; i++)
+        if (out[i].tier == AGPU_TIER_COLD_FREE && out[i].load > 0) {
+            out[i].tier = AGPU_TIER_COLD_BUSY;
+            out[i].why = "installed, node busy";
+        }
+
     /* the back half was filled last node first: put it back in view order */
     for (size_t lo = n_usable, hi = n; lo + 1 < hi; lo++, hi--)
         swap(&out[lo], &out[hi - 1]);
@@ -297,10 +315,6 @@ void agpu_route_plan(const agpu_view_t *view, const agpu_route_input_t *input,
     } else if (out[0].tier == AGPU_TIER_WARM_FREE) {
         verdict = AGPU_ROUTE_GO;
     } else if (out[0].tier == AGPU_TIER_COLD_FREE) {
-        /* sorted by tier, so any warm (busy) replica comes after the cold free ones */
-        bool warm_exists = false;
-        for (size_t i = 1; i < n_usable && !warm_exists; i++)
-            warm_exists = is_loaded(out[i].tier);
         verdict = !warm_exists || input->allow_cold ? AGPU_ROUTE_GO : AGPU_ROUTE_WAIT;
     } else {
         verdict = AGPU_ROUTE_WAIT;

@@ -160,6 +160,18 @@ static const route_case_t cases[] = {
     {"all busy: wait, with every candidate in failover order",
      {{WARM("a", 1, 3)}, {WARM("b", 2, 2)}, {COLD("c", 1), .busy_other = 1}},
      .verdict = WAIT, .usable = {"b warm-busy", "a warm-busy", "c cold-busy"}},
+    {"with a replica loaded, a cold load goes only to an idle node",
+     {{WARM("a", 1, 1)}, {COLD("b", 2), .busy_other = 1}, {COLD("c", 1)}}, .allow_cold = true,
+     .verdict = GO, .usable = {"c cold-free", "a warm-busy", "b cold-busy"}},
+    {"with a replica loaded and no node idle, it waits even when allowed cold",
+     {{WARM("a", 1, 1)}, {COLD("b", 2), .busy_other = 1}}, .allow_cold = true,
+     .verdict = WAIT, .usable = {"a warm-busy", "b cold-busy"}},
+    {"a node loading the model counts as a busy replica: no second cold load",
+     {{COLD("a", 2), .in_flight = 1}, {COLD("b", 2)}},
+     .verdict = WAIT, .usable = {"b cold-free", "a warm-busy"}},
+    {"... and allowed cold, the load goes to another idle node only",
+     {{COLD("a", 2), .in_flight = 1}, {COLD("b", 2)}}, .allow_cold = true,
+     .verdict = GO, .usable = {"b cold-free", "a warm-busy"}},
     {"a loaded model's load is its own; a cold node's is the whole node's",
      {{WARM("a", 2, 1), .busy_other = 5}, {COLD("b", 2), .busy_other = 2}},
      .verdict = GO, .usable = {"a warm-free", "b cold-busy"}},
@@ -341,11 +353,11 @@ static void test_candidate_fields(void **unused)
     assert_true(b->score == 3.0 / 160.0);
 
     const agpu_route_candidate_t *c = find_node(view, out, 5, "c");
-    assert_int_equal(c->tier, AGPU_TIER_COLD_FREE);
+    assert_int_equal(c->tier, AGPU_TIER_COLD_BUSY); /* a replica is loaded: idle nodes only */
     assert_int_equal(c->load, 2);
     assert_true(c->measured);
     assert_true(c->score == 3.0 / 60.0);
-    assert_string_equal(c->why, "installed, free slot");
+    assert_string_equal(c->why, "installed, node busy");
 
     const agpu_route_candidate_t *d = find_node(view, out, 5, "d");
     assert_int_equal(d->tier, AGPU_TIER_OUT);
