@@ -48,7 +48,8 @@ bool agpu_http_pending(agpu_http_t *self);
 void agpu_http_tend(agpu_http_t *self);
 long agpu_http_tend_timeout_ms(agpu_http_t *self);
 
-/* Stops accepting; requests on open connections get 503. */
+/* Stops accepting; requests on open connections get 503, and so do those waiting in the mesh
+ * queue. */
 void agpu_http_quiesce(agpu_http_t *self);
 
 /* Closes every connection. Every exchange must be finished first (stop the forwarder). */

@@ -36,6 +36,11 @@ void agpu_queue_remove(agpu_queue_t *self, agpu_queue_entry_t **entry_p);
 /* A slot may have freed for model_key: its head's owner is woken. */
 void agpu_queue_kick(agpu_queue_t *self, const char *model_key);
 
+/* The node is stopping: every waiting request's owner is woken to answer it (no slot will
+ * free for it here), and no request is queued from now on. Any thread. */
+void agpu_queue_close(agpu_queue_t *self);
+bool agpu_queue_closed(agpu_queue_t *self);
+
 /* Requests waiting for model_key. */
 size_t agpu_queue_length(agpu_queue_t *self, const char *model_key);
 

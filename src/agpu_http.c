@@ -568,7 +568,8 @@ static enum MHD_Result advance(agpu_http_t *self, struct MHD_Connection *conn, r
             return MHD_YES;
         }
         if (req->queue_expired)
-            return http_answer_busy(conn, req, path, QUEUE_FULL_MESSAGE);
+            return http_answer_busy(conn, req, path,
+                                    req->shut_out ? "agpu is shutting down" : QUEUE_FULL_MESSAGE);
         if (!req->ex) {
             enum MHD_Result rc = MHD_YES;
             if (req->n_targets == 0 && !http_place(self, conn, req, path, &rc))
@@ -806,6 +807,17 @@ void agpu_http_quiesce(agpu_http_t *self)
     self->closing = true;
     if (self->daemon)
         MHD_quiesce_daemon(self->daemon); /* gives the shared listening socket back */
+    /* requests in the mesh queue are told now (503): libmicrohttpd cannot stop with a
+     * connection suspended, and no slot will free for them here */
+    for (request_t *req = self->waiting, *next; req; req = next) {
+        next = req->wait_next;
+        if (req->queued) {
+            agpu_queue_remove(self->options.queue, &req->queued);
+            req->queue_expired = req->shut_out = true;
+            http_waiting_remove(self, req);
+            http_resume(req);
+        }
+    }
 }
 
 void agpu_http_destroy(agpu_http_t **self_p)

@@ -92,6 +92,7 @@ struct request {
     agpu_queue_entry_t *queued; /* waiting in the mesh queue */
     int64_t queued_ms;
     bool queue_expired;
+    bool shut_out; /* ... because the node is stopping */
     int64_t first_byte_due_ms; /* of an attempt on a peer; 0: none */
     agpu_gather_t *gather;
     int64_t gather_due_ms;

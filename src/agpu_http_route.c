@@ -142,8 +142,11 @@ bool http_place(agpu_http_t *self, struct MHD_Connection *conn, request_t *req, 
                       ? agpu_queue_push(self->options.queue, req->model, http_wake_shard, self)
                       : NULL;
     if (!req->queued) {
-        agpu_info("%s: every slot busy and its queue full: 503", req->model_asked);
-        *rc = http_answer_busy(conn, req, path, QUEUE_FULL_MESSAGE);
+        bool closed = self->options.queue && agpu_queue_closed(self->options.queue);
+        if (!closed)
+            agpu_info("%s: every slot busy and its queue full: 503", req->model_asked);
+        *rc = http_answer_busy(conn, req, path,
+                               closed ? "agpu is shutting down" : QUEUE_FULL_MESSAGE);
         return false;
     }
     agpu_debug("%s: every slot busy: queued", req->model_asked);
@@ -325,7 +328,10 @@ bool http_find_target(agpu_http_t *self, request_t *req, const char *name)
 static void tend_queued(agpu_http_t *self, request_t *req, const agpu_view_t *view, int64_t now)
 {
     int64_t waited = now - req->queued_ms;
-    if (waited >= (int64_t)self->options.queue_timeout_ms) {
+    if (agpu_queue_closed(self->options.queue)) {
+        agpu_queue_remove(self->options.queue, &req->queued);
+        req->queue_expired = req->shut_out = true;
+    } else if (waited >= (int64_t)self->options.queue_timeout_ms) {
         agpu_info("%s: no slot freed within %u ms: 503", req->model_asked,
                   self->options.queue_timeout_ms);
         agpu_queue_remove(self->options.queue, &req->queued);

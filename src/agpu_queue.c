@@ -26,6 +26,7 @@ struct agpu_queue {
     pthread_mutex_t lock;
     fifo_t *fifos;
     unsigned max_per_model;
+    bool closed;
 };
 
 /* Wakes the owner of a FIFO's head. Called with the lock held, so the owner cannot be gone:
@@ -89,8 +90,8 @@ agpu_queue_entry_t *agpu_queue_push(agpu_queue_t *self, const char *model_key,
 {
     agpu_queue_entry_t *entry = NULL;
     pthread_mutex_lock(&self->lock);
-    fifo_t *fifo = find(self, model_key);
-    if (!fifo && self->max_per_model > 0 && (fifo = calloc(1, sizeof *fifo))) {
+    fifo_t *fifo = self->closed ? NULL : find(self, model_key);
+    if (!fifo && !self->closed && self->max_per_model > 0 && (fifo = calloc(1, sizeof *fifo))) {
         if ((fifo->model = strdup(model_key))) {
             fifo->next = self->fifos;
             self->fifos = fifo;
@@ -151,6 +152,24 @@ void agpu_queue_kick(agpu_queue_t *self, const char *model_key)
     pthread_mutex_lock(&self->lock);
     wake_head(find(self, model_key));
     pthread_mutex_unlock(&self->lock);
+}
+
+void agpu_queue_close(agpu_queue_t *self)
+{
+    pthread_mutex_lock(&self->lock);
+    self->closed = true;
+    for (fifo_t *f = self->fifos; f; f = f->next)
+        for (agpu_queue_entry_t *e = f->head; e; e = e->next)
+            e->wake(e->arg);
+    pthread_mutex_unlock(&self->lock);
+}
+
+bool agpu_queue_closed(agpu_queue_t *self)
+{
+    pthread_mutex_lock(&self->lock);
+    bool closed = self->closed;
+    pthread_mutex_unlock(&self->lock);
+    return closed;
 }
 
 size_t agpu_queue_length(agpu_queue_t *self, const char *model_key)

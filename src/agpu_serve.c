@@ -202,6 +202,8 @@ int agpu_serve(const agpu_config_t *config)
     agpu_discovery_destroy(&discovery);
     if (mesh)
         agpu_mesh_leave(mesh); /* goodbye first: peers stop sending work here at once */
+    if (queue)
+        agpu_queue_close(queue); /* what waits is answered now, before any shard stops */
     for (unsigned i = 0; i < count; i++)
         agpu_shard_destroy(&shards[i]);
     agpu_watch_destroy(&watch);

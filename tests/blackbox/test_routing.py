@@ -693,6 +693,38 @@ def test_queue_fifo_then_503_with_retry_after(cluster):
 
 
 @pytest.mark.timeout_s(30)
+def test_sigterm_with_requests_queued_answers_them_and_exits_cleanly(cluster):
+    """A node stopped while requests wait in its mesh queue answers each of them (503, with
+    Retry-After) and exits with status 0: none is left hanging, the process does not abort."""
+    mesh = start_mesh(cluster, [
+        dict(name="s1", models=["slowm"], sim=dict(tokens_per_sec=20, parallel=1),
+             extra=["--slots", "1"]),
+    ])
+    s1 = mesh["s1"]
+    preload(s1, "slowm")
+    pool = ThreadPoolExecutor(max_workers=3)
+    try:
+        ev = threading.Event()
+        running = pool.submit(run_stream, s1, gen_body("slowm", 40, prompt="running"),
+                              timeout=8.0, first_line=ev)
+        assert ev.wait(4.0)
+        queued = [pool.submit(generate, s1, "slowm", 4, timeout=8.0, prompt=f"queued {i}")
+                  for i in range(2)]
+        time.sleep(0.5)  # both now wait in the queue: the one slot is busy for 2 s
+        status = s1.proc.stop(grace=5.0)
+        answers = [f.result(timeout=10) for f in queued]
+        first = running.result(timeout=10)
+    finally:
+        pool.shutdown(wait=False)
+    assert status == 0, f"agpu exited with {status} (see its log)"
+    for r in answers:
+        assert r.status == 503, r
+        assert r.json() == {"error": "agpu is shutting down"}, r.body
+        assert (r.header("Retry-After") or "").strip().isdigit(), r.headers
+    assert not first.hung, "the running stream hung at shutdown"
+
+
+@pytest.mark.timeout_s(30)
 def test_queue_timeout_gives_503_with_retry_after(cluster):
     mesh = start_mesh(cluster, [
         dict(name="q1", models=["slowm"], sim=dict(tokens_per_sec=20, parallel=1),

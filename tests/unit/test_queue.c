@@ -469,10 +469,39 @@ static void test_wake_under_lock_does_not_deadlock(void **unused)
     pthread_mutex_destroy(&run.lock);
 }
 
+/* ---- Closing. ---- */
+
+static void test_close_wakes_every_entry_and_refuses_more(void **unused)
+{
+    agpu_queue_t *q = agpu_queue_new(8);
+    assert_non_null(q);
+    int wakes[3] = {0};
+    agpu_queue_entry_t *e[3] = {
+        agpu_queue_push(q, "m1", count_wake, &wakes[0]),
+        agpu_queue_push(q, "m1", count_wake, &wakes[1]),
+        agpu_queue_push(q, "m2", count_wake, &wakes[2]),
+    };
+    for (size_t i = 0; i < 3; i++)
+        assert_non_null(e[i]);
+    assert_false(agpu_queue_closed(q));
+    agpu_queue_close(q);
+    assert_true(agpu_queue_closed(q));
+    expect_wakes(wakes, (const int[]){1, 1, 1}, 3, "close: every owner, heads or not");
+    int late = 0;
+    assert_null(agpu_queue_push(q, "m1", count_wake, &late));
+    assert_null(agpu_queue_push(q, "m3", count_wake, &late));
+    for (size_t i = 0; i < 3; i++)
+        agpu_queue_remove(q, &e[i]); /* the owners take their entries out */
+    assert_int_equal(agpu_queue_length(q, "m1"), 0);
+    assert_int_equal(late, 0);
+    agpu_queue_destroy(&q);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bound_is_per_model),
+        cmocka_unit_test(test_close_wakes_every_entry_and_refuses_more),
         cmocka_unit_test(test_bound_zero_refuses_everything),
         cmocka_unit_test(test_fifo_order),
         cmocka_unit_test(test_every_removal_order),
