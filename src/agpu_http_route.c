@@ -33,21 +33,25 @@ void http_set_self_target(agpu_http_t *self, request_t *req)
 }
 
 /* A request for this node's Ollama. A node without one (a gateway: --ollama none) hands it to
- * an alive node that has one, so every node serves the whole API; a hop is never handed on. */
+ * an alive node that has one, so every node serves the whole API; a hop is never handed on.
+ * Always the same node while it lives (the lowest id): a blob uploaded and the model created
+ * from it must meet on one Ollama. */
 void http_set_local_target(agpu_http_t *self, request_t *req)
 {
     http_set_self_target(self, req);
     if (self->upstream || req->hop || !self->options.mesh)
         return;
     agpu_view_t *view = agpu_mesh_view(self->options.mesh);
-    size_t n = view ? agpu_view_count(view) : 0, start = n ? http_random(self) % n : 0;
-    for (size_t k = 0; k < n; k++) {
-        const agpu_view_peer_t *p = agpu_view_peer(view, (start + k) % n);
-        if (!p->self && p->state == AGPU_PEER_ALIVE && p->ollama == AGPU_OLLAMA_UP) {
-            set_target(&req->targets[0], p);
-            req->mode = MODE_TARGET;
-            break;
-        }
+    const agpu_view_peer_t *best = NULL;
+    for (size_t i = 0; view && i < agpu_view_count(view); i++) {
+        const agpu_view_peer_t *p = agpu_view_peer(view, i);
+        if (!p->self && p->state == AGPU_PEER_ALIVE && p->ollama == AGPU_OLLAMA_UP &&
+            (!best || strcmp(p->id, best->id) < 0))
+            best = p;
+    }
+    if (best) {
+        set_target(&req->targets[0], best);
+        req->mode = MODE_TARGET;
     }
     agpu_view_unref(&view);
 }
