@@ -31,8 +31,9 @@ void http_add_common_headers(struct MHD_Response *response, const request_t *req
     }
 }
 
-enum MHD_Result http_answer(struct MHD_Connection *conn, request_t *req, unsigned status,
-                            const char *content_type, const char *body, size_t len)
+enum MHD_Result http_answer_with(struct MHD_Connection *conn, request_t *req, unsigned status,
+                                 const char *content_type, const char *body, size_t len,
+                                 const char *header, const char *value)
 {
     struct MHD_Response *response =
         MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
@@ -40,11 +41,19 @@ enum MHD_Result http_answer(struct MHD_Connection *conn, request_t *req, unsigne
         return MHD_NO;
     if (content_type)
         MHD_add_response_header(response, "Content-Type", content_type);
+    if (header)
+        MHD_add_response_header(response, header, value);
     http_add_common_headers(response, req);
     enum MHD_Result ok = MHD_queue_response(conn, status, response);
     MHD_destroy_response(response);
     req->answered = true;
     return ok;
+}
+
+enum MHD_Result http_answer(struct MHD_Connection *conn, request_t *req, unsigned status,
+                            const char *content_type, const char *body, size_t len)
+{
+    return http_answer_with(conn, req, status, content_type, body, len, NULL, NULL);
 }
 
 enum MHD_Result http_answer_error(struct MHD_Connection *conn, request_t *req, const char *path,

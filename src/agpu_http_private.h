@@ -89,10 +89,10 @@ struct request {
     target_t targets[AGPU_ROUTE_MAX_TRIES]; /* where to send it, in order */
     size_t n_targets, attempt;              /* attempt: index of the target being tried */
     char failure[AGPU_ERROR_MAX];           /* why the last attempt failed */
-    agpu_queue_entry_t *queued; /* waiting in the mesh queue */
+    agpu_queue_entry_t *queued;             /* waiting in the mesh queue */
     int64_t queued_ms;
     bool queue_expired;
-    bool shut_out; /* ... because the node is stopping */
+    bool shut_out;             /* ... because the node is stopping */
     int64_t first_byte_due_ms; /* of an attempt on a peer; 0: none */
     agpu_gather_t *gather;
     int64_t gather_due_ms;
@@ -113,7 +113,11 @@ int64_t http_now_ms(void);
 /* CORS headers for an allowed origin. */
 void http_add_common_headers(struct MHD_Response *response, const request_t *req);
 
-/* An answer agpu writes itself; the error one in the shape the path's clients expect. */
+/* An answer agpu writes itself (with one more header); the error one in the shape the path's
+ * clients expect. */
+enum MHD_Result http_answer_with(struct MHD_Connection *conn, request_t *req, unsigned status,
+                                 const char *content_type, const char *body, size_t len,
+                                 const char *header, const char *value);
 enum MHD_Result http_answer(struct MHD_Connection *conn, request_t *req, unsigned status,
                             const char *content_type, const char *body, size_t len);
 enum MHD_Result http_answer_error(struct MHD_Connection *conn, request_t *req, const char *path,

@@ -102,17 +102,9 @@ enum MHD_Result http_answer_busy(struct MHD_Connection *conn, request_t *req, co
     char body[AGPU_ERROR_MAX * 2];
     size_t len = agpu_json_error(body, sizeof body, agpu_json_error_style(path),
                                  MHD_HTTP_SERVICE_UNAVAILABLE, message);
-    struct MHD_Response *response =
-        MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_COPY);
-    if (!response)
-        return MHD_NO;
-    MHD_add_response_header(response, "Content-Type", "application/json; charset=utf-8");
-    MHD_add_response_header(response, "Retry-After", AGPU_RETRY_AFTER_S);
-    http_add_common_headers(response, req);
-    enum MHD_Result ok = MHD_queue_response(conn, MHD_HTTP_SERVICE_UNAVAILABLE, response);
-    MHD_destroy_response(response);
-    req->answered = true;
-    return ok;
+    return http_answer_with(conn, req, MHD_HTTP_SERVICE_UNAVAILABLE,
+                            "application/json; charset=utf-8", body, len, "Retry-After",
+                            AGPU_RETRY_AFTER_S);
 }
 
 /* Decides where a routed request goes: sets its targets (true), or answers it, or puts it
@@ -291,18 +283,9 @@ enum MHD_Result http_gather_pass(agpu_http_t *self, struct MHD_Connection *conn,
     agpu_gather_destroy(&req->gather);
     if (!body)
         return http_answer_error(conn, req, path, MHD_HTTP_BAD_GATEWAY, error);
-    struct MHD_Response *response =
-        MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
-    if (!response) {
-        free(body);
-        return MHD_NO;
-    }
-    MHD_add_response_header(response, "Content-Type", "application/json; charset=utf-8");
-    MHD_add_response_header(response, "X-Agpu-Node", self->node_name);
-    http_add_common_headers(response, req);
-    enum MHD_Result ok = MHD_queue_response(conn, MHD_HTTP_OK, response);
-    MHD_destroy_response(response);
-    req->answered = true;
+    enum MHD_Result ok = http_answer_with(conn, req, MHD_HTTP_OK, "application/json; charset=utf-8",
+                                          body, len, "X-Agpu-Node", self->node_name);
+    free(body);
     return ok;
 }
 
