@@ -3,7 +3,6 @@
 #include "agpu_http_private.h"
 
 #include "agpu_json.h"
-#include "agpu_ledger.h"
 #include "agpu_log.h"
 #include "agpu_mesh.h"
 
@@ -43,7 +42,7 @@ static enum MHD_Result answer_route(agpu_http_t *self, struct MHD_Connection *co
     int32_t *pending = calloc(n ? n : 1, sizeof *pending);
     char *body = NULL;
     if (view && candidates && pending) {
-        agpu_ledger_pending(self->options.ledger, view, req->model, pending);
+        http_pending(self, view, req->model, pending);
         agpu_route_input_t input = {.model_key = req->model,
                                     .kind = AGPU_ROUTE_SLOT,
                                     .pending = pending,

@@ -58,6 +58,25 @@ void http_set_local_target(agpu_http_t *self, request_t *req)
 
 /* ---- the plan ---- */
 
+void http_pending(agpu_http_t *self, const agpu_view_t *view, const char *model_key,
+                  int32_t *pending)
+{
+    size_t n = agpu_view_count(view);
+    if (self->options.ledger)
+        agpu_ledger_pending(self->options.ledger, view, model_key, pending);
+    for (size_t i = 0; i < n && self->options.mesh; i++) {
+        const agpu_view_peer_t *p = agpu_view_peer(view, i);
+        if (!p->self)
+            continue;
+        /* this node's own count is exact and current: the view's may be 100 ms old */
+        uint32_t seen = 0;
+        for (size_t m = 0; m < p->n_models; m++)
+            if (strcmp(p->models[m].key, model_key) == 0)
+                seen = p->models[m].in_flight;
+        pending[i] = (int32_t)agpu_mesh_in_flight(self->options.mesh, model_key) - (int32_t)seen;
+    }
+}
+
 uint64_t http_random(agpu_http_t *self)
 {
     uint64_t x = self->random; /* xorshift64 */
@@ -76,8 +95,7 @@ static agpu_route_verdict_t plan_request(agpu_http_t *self, request_t *req, cons
     int32_t *pending = calloc(n ? n : 1, sizeof *pending);
     agpu_route_plan_t plan = {.verdict = AGPU_ROUTE_NONE};
     if (candidates && pending) {
-        if (self->options.ledger)
-            agpu_ledger_pending(self->options.ledger, view, req->model, pending);
+        http_pending(self, view, req->model, pending);
         agpu_route_input_t input = {.model_key = req->model,
                                     .kind = req->kind,
                                     .allow_cold = allow_cold,
@@ -208,8 +226,8 @@ enum MHD_Result http_start_attempt(agpu_http_t *self, struct MHD_Connection *con
         agpu_mesh_count_request(self->options.mesh, req->model, +1);
         req->counted = true;
     }
-    if (self->options.ledger && req->model[0] && t->id[0] &&
-        (t->self || req->mode == MODE_ROUTE)) { /* what routing here must count at once */
+    if (self->options.ledger && req->model[0] && !t->self && req->mode == MODE_ROUTE) {
+        /* a peer's count reaches us by gossip: until then the ledger has it */
         agpu_ledger_sent(self->options.ledger, t->id, req->model, http_now_ms());
         req->ledgered = true;
     }

@@ -293,7 +293,8 @@ static bool add_part(merge_t *m, const agpu_merge_part_t *part, bool *parsed)
 
 static char *write_answer(merge_t *m, size_t *len)
 {
-    qsort(m->rows, m->n_rows, sizeof *m->rows, row_compare);
+    if (m->n_rows) /* qsort must not be given NULL, even with 0 rows */
+        qsort(m->rows, m->n_rows, sizeof *m->rows, row_compare);
     json_t *list = json_array();
     json_t *answer = m->kind == AGPU_MERGE_OPENAI
                          ? json_pack("{s:s, s:o}", "object", "list", "data", list)

@@ -763,6 +763,15 @@ void agpu_mesh_count_request(agpu_mesh_t *self, const char *model_key, int delta
     }
 }
 
+uint32_t agpu_mesh_in_flight(agpu_mesh_t *self, const char *model_key)
+{
+    pthread_mutex_lock(&self->count_lock);
+    long i = count_entry(self, model_key, false);
+    int in_flight = i >= 0 ? self->counts[i].in_flight : 0;
+    pthread_mutex_unlock(&self->count_lock);
+    return in_flight > 0 ? (uint32_t)in_flight : 0;
+}
+
 /* Weight of the newest measurement in the moving averages: recent enough to follow a node
  * that slows down under load, steady enough that one odd answer does not swing routing. */
 #define MESH_SPEED_WEIGHT 0.3
