@@ -47,6 +47,7 @@ void agpu_exchange_ref(agpu_exchange_t *ex);
 void agpu_exchange_unref(agpu_exchange_t **ex_p);
 
 const agpu_request_t *agpu_exchange_request(const agpu_exchange_t *ex);
+void *agpu_exchange_front(const agpu_exchange_t *ex); /* as given to agpu_exchange_new */
 
 /* ---- front door side (libmicrohttpd threads) ---- */
 

@@ -22,9 +22,11 @@
 #define AGPU_LEDGER_EVENTS 128
 
 /* A request takes at most this long to reach its node and be counted there, and that node's
- * state this long to come back: a request sent this close before a state is counted by this
- * ledger too (counting it twice for a moment errs on the side of a busy node). */
-#define AGPU_LEDGER_TRANSIT_MS 10
+ * state to come back: a request sent this close before a state is counted by this ledger too
+ * (counting it twice for a moment errs on the side of a busy node, and lasts only until the
+ * node's next state, due within its 50 ms debounce under load). 1 ms is typical on a LAN;
+ * on a loaded host (two cores, sanitizers) 10 ms proved too short. */
+#define AGPU_LEDGER_TRANSIT_MS 50
 
 typedef struct agpu_ledger agpu_ledger_t;
 

@@ -59,6 +59,9 @@ void agpu_mesh_set_local(agpu_mesh_t *self, bool ollama_up, const char *ollama_v
  * agpu_name_key). Any thread; peers hear of it within the debounce delay. */
 void agpu_mesh_count_request(agpu_mesh_t *self, const char *model_key, int delta);
 
+/* Requests in flight through this node's Ollama for a model, now (not as last gossiped). */
+uint32_t agpu_mesh_in_flight(agpu_mesh_t *self, const char *model_key);
+
 /* A measured answer of the local Ollama for a model (its agpu_name_key): time to first token
  * and generation speed, folded into a moving average that peers are told. Any thread. */
 void agpu_mesh_record_speed(agpu_mesh_t *self, const char *model_key, uint32_t ttft_ms,

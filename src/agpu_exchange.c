@@ -125,6 +125,11 @@ const agpu_request_t *agpu_exchange_request(const agpu_exchange_t *ex)
     return &ex->request;
 }
 
+void *agpu_exchange_front(const agpu_exchange_t *ex)
+{
+    return ex->front;
+}
+
 /* ---- waking each side (ex->lock held) ---- */
 
 static void front_wait(agpu_exchange_t *ex, front_wait_t what)

@@ -104,6 +104,9 @@ static ssize_t read_upstream_body(void *cls, uint64_t pos, char *buf, size_t max
     long n = agpu_exchange_read_response(cls, buf, max);
     if (n >= 0)
         return n; /* 0: the connection was suspended until more arrives */
+    /* the upstream is done: its slot is free now, however long the client takes to read */
+    request_t *req = agpu_exchange_front(cls);
+    http_attempt_end(req->http, req);
     return n == AGPU_BODY_END ? MHD_CONTENT_READER_END_OF_STREAM
                               : MHD_CONTENT_READER_END_WITH_ERROR;
 }
@@ -124,6 +127,7 @@ static enum MHD_Result answer_upstream(agpu_http_t *self, struct MHD_Connection 
     struct MHD_Response *response;
     if (agpu_exchange_whole_body(req->ex, whole, sizeof whole, &whole_len)) {
         response = MHD_create_response_from_buffer(whole_len, whole, MHD_RESPMEM_MUST_COPY);
+        http_attempt_end(self, req); /* the upstream is done: its slot is free now */
     } else {
         uint64_t size =
             head->content_length >= 0 ? (uint64_t)head->content_length : MHD_SIZE_UNKNOWN;
@@ -661,10 +665,7 @@ static void on_request_done(void *cls, struct MHD_Connection *conn, void **req_c
         agpu_queue_remove(self->options.queue, &req->queued);
     http_waiting_remove(self, req);
     agpu_gather_destroy(&req->gather);
-    uint32_t ttft_ms;
-    double tokens_per_s;
-    if (req->ex && req->counted && agpu_exchange_speed(req->ex, &ttft_ms, &tokens_per_s))
-        agpu_mesh_record_speed(self->options.mesh, req->model, ttft_ms, tokens_per_s);
+    http_attempt_end(self, req); /* (a no-op if it ended already) */
     if (req->ex) {
         /* A complete answer may be out before libcurl reports the transfer done: leave that
          * transfer alone, so its connection is kept for the next request. */
@@ -677,7 +678,6 @@ static void on_request_done(void *cls, struct MHD_Connection *conn, void **req_c
     bool local =
         req->n_targets > 0 &&
         req->targets[req->attempt < req->n_targets ? req->attempt : req->n_targets - 1].self;
-    http_attempt_end(self, req);
     agpu_pipe_free(&req->body);
     if (local && req->may_change_models && self->options.watch)
         agpu_watch_kick(self->options.watch);

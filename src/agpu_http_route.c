@@ -177,6 +177,10 @@ bool http_place(agpu_http_t *self, struct MHD_Connection *conn, request_t *req, 
 void http_attempt_end(agpu_http_t *self, request_t *req)
 {
     bool freed = req->counted || req->ledgered;
+    uint32_t ttft_ms;
+    double tokens_per_s;
+    if (req->counted && req->ex && agpu_exchange_speed(req->ex, &ttft_ms, &tokens_per_s))
+        agpu_mesh_record_speed(self->options.mesh, req->model, ttft_ms, tokens_per_s);
     if (req->counted)
         agpu_mesh_count_request(self->options.mesh, req->model, -1);
     if (req->ledgered) {
@@ -209,6 +213,24 @@ void http_fail_attempt(agpu_http_t *self, request_t *req, const char *why, bool 
     req->body_ended = false;
 }
 
+/* Counts the attempt where the next plan looks: this node's live count for itself, the ledger
+ * for a peer. Done when the target is chosen, before anything else is planned, so two choices
+ * never take the same free slot. Idempotent until the attempt ends. */
+static void account_attempt(agpu_http_t *self, request_t *req)
+{
+    const target_t *t = &req->targets[req->attempt];
+    if (!req->counted && t->self && self->options.mesh && req->model[0]) {
+        agpu_mesh_count_request(self->options.mesh, req->model, +1);
+        req->counted = true;
+    }
+    if (!req->ledgered && self->options.ledger && req->model[0] && !t->self &&
+        req->mode == MODE_ROUTE) {
+        /* a peer's count reaches us by gossip: until then the ledger has it */
+        agpu_ledger_sent(self->options.ledger, t->id, req->model, http_now_ms());
+        req->ledgered = true;
+    }
+}
+
 enum MHD_Result http_start_attempt(agpu_http_t *self, struct MHD_Connection *conn, request_t *req,
                                    const char *method, const char *path)
 {
@@ -222,15 +244,7 @@ enum MHD_Result http_start_attempt(agpu_http_t *self, struct MHD_Connection *con
         return http_answer_error(conn, req, path, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
     if (t->self && req->may_change_models && self->options.watch)
         agpu_watch_kick(self->options.watch); /* a load starts now: let peers see it soon */
-    if (t->self && self->options.mesh && req->model[0]) {
-        agpu_mesh_count_request(self->options.mesh, req->model, +1);
-        req->counted = true;
-    }
-    if (self->options.ledger && req->model[0] && !t->self && req->mode == MODE_ROUTE) {
-        /* a peer's count reaches us by gossip: until then the ledger has it */
-        agpu_ledger_sent(self->options.ledger, t->id, req->model, http_now_ms());
-        req->ledgered = true;
-    }
+    account_attempt(self, req);
     if (!t->self) { /* watched until it answers: a peer that dies is given up for the next */
         if (self->options.first_byte_timeout_ms)
             req->first_byte_due_ms = http_now_ms() + self->options.first_byte_timeout_ms;
@@ -350,6 +364,8 @@ static void tend_queued(agpu_http_t *self, request_t *req, const agpu_view_t *vi
             return;
         if (verdict == AGPU_ROUTE_NONE)
             req->n_targets = 0; /* its holders are gone: placed again, as new */
+        else
+            account_attempt(self, req); /* the slot is taken now, not when it resumes */
         agpu_debug("%s: waited %lld ms for a slot", req->model_asked, (long long)waited);
         agpu_queue_remove(self->options.queue, &req->queued);
     }
