@@ -135,8 +135,12 @@ bool http_place(agpu_http_t *self, struct MHD_Connection *conn, request_t *req, 
             http_set_local_target(self, req);
         return true;
     }
+    /* first come, first served: with requests for the model already waiting, it waits too */
+    bool others_wait = self->options.queue && agpu_queue_length(self->options.queue, req->model);
     agpu_view_t *view = agpu_mesh_view(self->options.mesh);
-    agpu_route_verdict_t verdict = view ? plan_request(self, req, view, false) : AGPU_ROUTE_NONE;
+    agpu_route_verdict_t verdict = !view         ? AGPU_ROUTE_NONE
+                                   : others_wait ? AGPU_ROUTE_WAIT
+                                                 : plan_request(self, req, view, false);
     agpu_view_unref(&view);
     if (verdict == AGPU_ROUTE_GO)
         return true;
