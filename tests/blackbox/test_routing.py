@@ -528,6 +528,37 @@ def test_hop_header_is_respected_and_nothing_is_served_twice(cluster):
 # ---------------------------------------------------------------- failover
 
 @pytest.mark.timeout_s(45)
+@pytest.mark.parametrize("how", ["seen-dead", "first-byte-timeout"])
+def test_hung_peer_is_given_up_before_its_first_byte(cluster, how):
+    """The chosen peer hangs (SIGSTOP: it accepts connections but answers nothing). The request
+    is not left hanging: it goes to the next node once the mesh sees the peer dead (about
+    3 s), or once --first-byte-timeout passes, and the client gets one whole answer."""
+    extra = ["--first-byte-timeout", "500"] if how == "first-byte-timeout" else []
+    mesh = start_mesh(cluster, [
+        dict(name="n0", models=None, extra=extra),
+        dict(name="n1", models=["rho"], extra=["--slots", "4"]),
+        dict(name="n2", models=["rho"], extra=["--slots", "4"]),
+    ], topology="star")
+    n0 = mesh["n0"]
+    preload(mesh["n1"], "rho")
+    wait_loaded(n0, "n1", "rho")  # warm on n1 only: n1 is chosen first, n2 is next
+    hung = mesh.agpu["n1"].proc.popen.pid
+    os.kill(hung, signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        r = generate(n0, "rho", 4, timeout=10.0)
+        elapsed = time.monotonic() - t0
+    finally:
+        os.kill(hung, signal.SIGCONT)
+    assert r.status == 200 and r.header("X-Agpu-Node") == "n2", r
+    assert r.json().get("done") is True, r.body[:200]
+    if how == "first-byte-timeout":
+        assert elapsed < 2.0, f"--first-byte-timeout 500, yet it took {elapsed:.2f} s"
+    else:
+        assert 1.5 < elapsed < 6.0, f"given up after {elapsed:.2f} s (dead after 2.8 s)"
+
+
+@pytest.mark.timeout_s(45)
 def test_kill9_of_best_peer_under_load_loses_no_unstarted_request(cluster):
     """kappa is warm on n1 (6 slots, slow) and cold on n2 (fast). Through the entry n0: 6 streams
     run on n1 and 2 more wait for a slot; n1 is killed -9 mid-stream; then 4 more requests come.
