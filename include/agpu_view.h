@@ -58,4 +58,7 @@ const agpu_view_peer_t *agpu_view_peer(const agpu_view_t *self, size_t i);
 
 const char *agpu_view_ollama_name(agpu_ollama_state_t state); /* "up", "down", "none" */
 
+/* The node's entry for a model (key: as agpu_name_key gives it), or NULL. */
+const agpu_view_model_t *agpu_view_model(const agpu_view_peer_t *peer, const char *key);
+
 #endif

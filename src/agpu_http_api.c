@@ -37,22 +37,10 @@ static enum MHD_Result answer_route(agpu_http_t *self, struct MHD_Connection *co
         return http_answer_error(conn, req, path, MHD_HTTP_BAD_REQUEST, "invalid model name");
     req->kind = AGPU_ROUTE_SLOT;
     agpu_view_t *view = agpu_mesh_view(self->options.mesh);
-    size_t n = view ? agpu_view_count(view) : 0;
-    agpu_route_candidate_t *candidates = calloc(n ? n : 1, sizeof *candidates);
-    int32_t *pending = calloc(n ? n : 1, sizeof *pending);
-    char *body = NULL;
-    if (view && candidates && pending) {
-        http_pending(self, view, req->model, pending);
-        agpu_route_input_t input = {.model_key = req->model,
-                                    .kind = AGPU_ROUTE_SLOT,
-                                    .pending = pending,
-                                    .random = http_random(self)};
-        agpu_route_plan_t plan;
-        agpu_route_plan(view, &input, candidates, &plan);
-        body = agpu_json_route(view, model, req->model, candidates, &plan);
-    }
+    agpu_route_plan_t plan;
+    agpu_route_candidate_t *candidates = view ? http_plan(self, req, view, false, &plan) : NULL;
+    char *body = candidates ? agpu_json_route(view, model, req->model, candidates, &plan) : NULL;
     free(candidates);
-    free(pending);
     agpu_view_unref(&view);
     return answer_json(conn, req, body);
 }

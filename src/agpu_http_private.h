@@ -151,10 +151,11 @@ void http_set_self_target(agpu_http_t *self, request_t *req);
 /* The request goes to this node's Ollama, or, on a node without one, to a node that has one. */
 void http_set_local_target(agpu_http_t *self, request_t *req);
 
-/* For each node of view: requests for model_key its entry in the view does not count yet
- * (the ledger's, for peers; the live count's, for this node). */
-void http_pending(agpu_http_t *self, const agpu_view_t *view, const char *model_key,
-                  int32_t *pending);
+/* The router's plan for req over view, with what this node sent since the view (the ledger's
+ * count for peers, the live count for itself): the candidates (caller frees) and *plan; NULL
+ * when out of memory. */
+agpu_route_candidate_t *http_plan(agpu_http_t *self, const request_t *req, const agpu_view_t *view,
+                                  bool allow_cold, agpu_route_plan_t *plan);
 
 /* Entropy for the router's random choices. */
 uint64_t http_random(agpu_http_t *self);

@@ -58,25 +58,6 @@ void http_set_local_target(agpu_http_t *self, request_t *req)
 
 /* ---- the plan ---- */
 
-void http_pending(agpu_http_t *self, const agpu_view_t *view, const char *model_key,
-                  int32_t *pending)
-{
-    size_t n = agpu_view_count(view);
-    if (self->options.ledger)
-        agpu_ledger_pending(self->options.ledger, view, model_key, pending);
-    for (size_t i = 0; i < n && self->options.mesh; i++) {
-        const agpu_view_peer_t *p = agpu_view_peer(view, i);
-        if (!p->self)
-            continue;
-        /* this node's own count is exact and current: the view's may be 100 ms old */
-        uint32_t seen = 0;
-        for (size_t m = 0; m < p->n_models; m++)
-            if (strcmp(p->models[m].key, model_key) == 0)
-                seen = p->models[m].in_flight;
-        pending[i] = (int32_t)agpu_mesh_in_flight(self->options.mesh, model_key) - (int32_t)seen;
-    }
-}
-
 uint64_t http_random(agpu_http_t *self)
 {
     uint64_t x = self->random; /* xorshift64 */
@@ -86,32 +67,62 @@ uint64_t http_random(agpu_http_t *self)
     return self->random = x;
 }
 
-/* Plans the request over view. Returns the verdict; with GO, its targets are set. */
-static agpu_route_verdict_t plan_request(agpu_http_t *self, request_t *req, const agpu_view_t *view,
-                                         bool allow_cold)
+/* For each node of view: requests for model_key its entry in the view does not count yet
+ * (the ledger's, for peers; the live count's, for this node). */
+static void pending_of(agpu_http_t *self, const agpu_view_t *view, const char *model_key,
+                       int32_t *pending)
+{
+    size_t n = agpu_view_count(view);
+    if (self->options.ledger)
+        agpu_ledger_pending(self->options.ledger, view, model_key, pending);
+    for (size_t i = 0; i < n && self->options.mesh; i++) {
+        const agpu_view_peer_t *p = agpu_view_peer(view, i);
+        if (!p->self)
+            continue;
+        /* this node's own count is exact and current: the view's may be 100 ms old */
+        const agpu_view_model_t *m = agpu_view_model(p, model_key);
+        uint32_t seen = m ? m->in_flight : 0;
+        pending[i] = (int32_t)agpu_mesh_in_flight(self->options.mesh, model_key) - (int32_t)seen;
+    }
+}
+
+agpu_route_candidate_t *http_plan(agpu_http_t *self, const request_t *req, const agpu_view_t *view,
+                                  bool allow_cold, agpu_route_plan_t *plan)
 {
     size_t n = agpu_view_count(view);
     agpu_route_candidate_t *candidates = calloc(n ? n : 1, sizeof *candidates);
     int32_t *pending = calloc(n ? n : 1, sizeof *pending);
-    agpu_route_plan_t plan = {.verdict = AGPU_ROUTE_NONE};
     if (candidates && pending) {
-        http_pending(self, view, req->model, pending);
+        pending_of(self, view, req->model, pending);
         agpu_route_input_t input = {.model_key = req->model,
                                     .kind = req->kind,
                                     .allow_cold = allow_cold,
                                     .pending = pending,
                                     .random = http_random(self)};
-        agpu_route_plan(view, &input, candidates, &plan);
+        agpu_route_plan(view, &input, candidates, plan);
+    } else {
+        free(candidates);
+        candidates = NULL;
     }
-    if (plan.verdict == AGPU_ROUTE_GO) {
+    free(pending);
+    return candidates;
+}
+
+/* Plans the request over view. Returns the verdict; with GO, its targets are set. */
+static agpu_route_verdict_t plan_request(agpu_http_t *self, request_t *req, const agpu_view_t *view,
+                                         bool allow_cold)
+{
+    agpu_route_plan_t plan = {.verdict = AGPU_ROUTE_NONE};
+    agpu_route_candidate_t *candidates = http_plan(self, req, view, allow_cold, &plan);
+    if (candidates && plan.verdict == AGPU_ROUTE_GO) {
         req->n_targets = 0;
         req->attempt = 0;
         for (size_t i = 0; i < plan.n_usable && req->n_targets < AGPU_ROUTE_MAX_TRIES; i++)
             set_target(&req->targets[req->n_targets++], agpu_view_peer(view, candidates[i].node));
     }
+    agpu_route_verdict_t verdict = candidates ? plan.verdict : AGPU_ROUTE_NONE;
     free(candidates);
-    free(pending);
-    return plan.verdict;
+    return verdict;
 }
 
 enum MHD_Result http_answer_busy(struct MHD_Connection *conn, request_t *req, const char *path,

@@ -15,16 +15,6 @@
 /* The speed when no node has measured the model yet: every node counts as equally fast. */
 #define SPEED_UNKNOWN 1.0
 
-/* The node's entry for the model, or NULL: one strcmp per model, the only string work per
- * node besides ties. */
-static const agpu_view_model_t *find_model(const agpu_view_peer_t *p, const char *key)
-{
-    for (size_t i = 0; i < p->n_models; i++)
-        if (strcmp(p->models[i].key, key) == 0)
-            return &p->models[i];
-    return NULL;
-}
-
 static bool is_measured(double tokens_per_s)
 {
     return tokens_per_s > 0 && isfinite(tokens_per_s);
@@ -246,7 +236,7 @@ void agpu_route_plan(const agpu_view_t *view, const agpu_route_input_t *input,
     double measured_sum = 0;
     for (size_t i = 0; i < n; i++) {
         const agpu_view_peer_t *p = agpu_view_peer(view, i);
-        const agpu_view_model_t *m = find_model(p, input->model_key);
+        const agpu_view_model_t *m = agpu_view_model(p, input->model_key);
         if (m && (p->state == AGPU_PEER_ALIVE || p->state == AGPU_PEER_SUSPECT))
             n_holders++;
         if (m && is_measured(m->tokens_per_s)) {

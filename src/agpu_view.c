@@ -155,6 +155,14 @@ const agpu_view_peer_t *agpu_view_peer(const agpu_view_t *self, size_t i)
     return i < self->count ? &self->peers[i] : NULL;
 }
 
+const agpu_view_model_t *agpu_view_model(const agpu_view_peer_t *peer, const char *key)
+{
+    for (size_t i = 0; i < peer->n_models; i++)
+        if (strcmp(peer->models[i].key, key) == 0)
+            return &peer->models[i];
+    return NULL;
+}
+
 const char *agpu_view_ollama_name(agpu_ollama_state_t state)
 {
     return state == AGPU_OLLAMA_UP ? "up" : state == AGPU_OLLAMA_NONE ? "none" : "down";
