@@ -38,7 +38,6 @@ typedef struct command {
     struct command *next;
     enum { CMD_ENDPOINT, CMD_LOCAL, CMD_DRAIN, CMD_SUSPECT } kind;
     char *endpoint; /* CMD_ENDPOINT; CMD_SUSPECT: the node's id */
-    bool draining;
     bool ollama_up;
     char *version;
     agpu_msg_model_t *models;
@@ -75,7 +74,6 @@ typedef struct {
     zhashx_t *hearsay; /* endpoint -> int64_t * when linked, for links no node spoke on yet */
     uint64_t seq;
     bool ollama_up;
-    bool draining;
     char *version;
     agpu_msg_model_t *models;
     size_t n_models;
@@ -203,7 +201,7 @@ static size_t encode_state(actor_t *a, uint64_t seq, agpu_msg_member_t *members,
         .ollama_up = a->ollama_up,
         .ollama_version = a->version ? a->version : "",
         .slots = m->options.slots,
-        .draining = a->draining,
+        .draining = atomic_load(&m->draining),
         .n_models = a->n_models,
         .models = models,
         .n_members = n_members,
@@ -403,11 +401,8 @@ static void on_commands(actor_t *a, int64_t now)
         if (cmd->kind == CMD_ENDPOINT) {
             ensure_link(a, cmd->endpoint);
         } else if (cmd->kind == CMD_DRAIN) {
-            if (a->draining != cmd->draining) {
-                a->draining = cmd->draining;
-                a->state_due = now; /* peers stop (or start) sending work at once */
-                a->view_dirty = a->view_urgent = true;
-            }
+            a->state_due = now; /* peers stop (or start) sending work at once */
+            a->view_dirty = a->view_urgent = true;
         } else if (cmd->kind == CMD_SUSPECT) {
             agpu_peer_t *peer = zhashx_lookup(a->peers, cmd->endpoint);
             if (peer) {
@@ -667,26 +662,27 @@ void agpu_mesh_destroy(agpu_mesh_t **self_p)
     free(self);
 }
 
-void agpu_mesh_add_endpoint(agpu_mesh_t *self, const char *gossip_endpoint)
+/* Queues a command that carries one string (or none) for the actor. */
+static void enqueue_text(agpu_mesh_t *self, int kind, const char *text)
 {
     command_t *cmd = calloc(1, sizeof *cmd);
-    if (!cmd || !(cmd->endpoint = strdup(gossip_endpoint))) {
+    if (!cmd || (text && !(cmd->endpoint = strdup(text)))) {
         free(cmd);
         return;
     }
-    cmd->kind = CMD_ENDPOINT;
+    cmd->kind = kind;
     enqueue(self, cmd);
+}
+
+void agpu_mesh_add_endpoint(agpu_mesh_t *self, const char *gossip_endpoint)
+{
+    enqueue_text(self, CMD_ENDPOINT, gossip_endpoint);
 }
 
 void agpu_mesh_set_draining(agpu_mesh_t *self, bool draining)
 {
-    command_t *cmd = calloc(1, sizeof *cmd);
-    if (!cmd)
-        return;
-    atomic_store(&self->draining, draining);
-    cmd->kind = CMD_DRAIN;
-    cmd->draining = draining;
-    enqueue(self, cmd);
+    if (atomic_exchange(&self->draining, draining) != draining)
+        enqueue_text(self, CMD_DRAIN, NULL); /* tell the mesh at once */
 }
 
 bool agpu_mesh_draining(agpu_mesh_t *self)
@@ -696,13 +692,7 @@ bool agpu_mesh_draining(agpu_mesh_t *self)
 
 void agpu_mesh_suspect(agpu_mesh_t *self, const char *node_id)
 {
-    command_t *cmd = calloc(1, sizeof *cmd);
-    if (!cmd || !(cmd->endpoint = strdup(node_id))) {
-        free(cmd);
-        return;
-    }
-    cmd->kind = CMD_SUSPECT;
-    enqueue(self, cmd);
+    enqueue_text(self, CMD_SUSPECT, node_id);
 }
 
 void agpu_mesh_set_local(agpu_mesh_t *self, bool ollama_up, const char *ollama_version,
