@@ -2,6 +2,7 @@
 #include "agpu_discovery.h"
 
 #include "agpu_log.h"
+#include "agpu_text.h"
 
 #include <avahi-client/client.h>
 #include <avahi-client/lookup.h>
@@ -117,31 +118,7 @@ static bool agpu_discovery_valid_id(const char *s, size_t len)
  * past U+10FFFF: a name the rest of agpu can log and put in JSON as it is. */
 static bool agpu_discovery_valid_name(const char *str, size_t len)
 {
-    const unsigned char *s = (const unsigned char *)str;
-    if (len >= AGPU_NAME_MAX)
-        return false;
-    for (size_t i = 0; i < len; i++) {
-        unsigned c = s[i], more, lo = 0x80, hi = 0xbf; /* lo..hi: the range of the next byte */
-        if (c < 0x20 || c == 0x7f)
-            return false;
-        if (c < 0x80)
-            continue;
-        if (c >= 0xc2 && c <= 0xdf)
-            more = 1, lo = c == 0xc2 ? 0xa0 : 0x80;
-        else if (c >= 0xe0 && c <= 0xef)
-            more = 2, lo = c == 0xe0 ? 0xa0 : 0x80, hi = c == 0xed ? 0x9f : 0xbf;
-        else if (c >= 0xf0 && c <= 0xf4)
-            more = 3, lo = c == 0xf0 ? 0x90 : 0x80, hi = c == 0xf4 ? 0x8f : 0xbf;
-        else
-            return false;
-        if (len - i - 1 < more || s[i + 1] < lo || s[i + 1] > hi)
-            return false;
-        for (size_t j = 2; j <= more; j++)
-            if ((s[i + j] & 0xc0) != 0x80)
-                return false;
-        i += more;
-    }
-    return true;
+    return len < AGPU_NAME_MAX && agpu_text_clean(str, len, AGPU_TEXT_NO_C1);
 }
 
 /* The value of TXT key `key`: 1 and value/len if present, 0 if absent. */
