@@ -228,6 +228,15 @@ static void send_on(zsock_t *link, const uint8_t *buf, size_t len)
     zmq_send(zsock_resolve(link), buf, len, ZMQ_DONTWAIT); /* a full link drops it */
 }
 
+/* When the next heartbeat is due, on the monotonic clock: the next multiple of the heartbeat
+ * on the wall clock. Nodes whose clocks agree (NTP) then beat together, so each wakes once a
+ * heartbeat for a burst of its peers' messages rather than once for every peer. */
+static int64_t next_beat(int64_t now, int64_t heartbeat_ms)
+{
+    int64_t wall = zclock_time();
+    return now + heartbeat_ms - wall % heartbeat_ms;
+}
+
 static void broadcast_state(actor_t *a, int64_t now)
 {
     bool with_digest = a->membership_changed || ++a->beats % MESH_DIGEST_EVERY == 0;
@@ -237,7 +246,7 @@ static void broadcast_state(actor_t *a, int64_t now)
     a->membership_changed = false;
     for (zsock_t *link = zhashx_first(a->links); link; link = zhashx_next(a->links))
         send_on(link, a->buf, len);
-    a->next_heartbeat = now + a->mesh->options.timeouts.heartbeat_ms;
+    a->next_heartbeat = next_beat(now, a->mesh->options.timeouts.heartbeat_ms);
     a->state_due = -1;
     a->view_dirty = true; /* our own entry changed with it */
 }
@@ -542,7 +551,7 @@ static void mesh_actor(zsock_t *pipe, void *arg)
     int64_t now = zclock_mono();
     for (size_t i = 0; i < m->options.n_seeds; i++)
         ensure_link(&a, m->seeds[i]);
-    a.next_heartbeat = now + m->options.timeouts.heartbeat_ms;
+    a.next_heartbeat = next_beat(now, m->options.timeouts.heartbeat_ms);
     a.next_tick = now + m->options.timeouts.tick_ms;
     publish_view(&a, now);
     zsock_signal(pipe, 0);
