@@ -64,6 +64,14 @@ extern const agpu_peer_timeouts_t agpu_peer_timeouts_default;
  * suspect < dead < forget, hold >= 0), else -1. For the config module to check user values. */
 int agpu_peer_timeouts_check(const agpu_peer_timeouts_t *timeouts);
 
+/* When the next heartbeat is due after one sent now (now_ms on the monotonic clock, wall_ms
+ * the wall clock read at the same moment): at the first multiple of heartbeat_ms on the wall
+ * clock at least half a heartbeat away. Nodes whose clocks agree (NTP) then beat together,
+ * and each wakes once a heartbeat for a burst of its peers' messages rather than once for
+ * every peer. Half, not zero: the two clocks' milliseconds do not tick at the same instant,
+ * so a beat due at a multiple can find the wall clock a hair short of it. */
+int64_t agpu_peer_next_beat(int64_t now_ms, int64_t wall_ms, int64_t heartbeat_ms);
+
 /* What one call did, for the mesh to act on. */
 enum {
     AGPU_PEER_MOVED = 1 << 0,     /* the lifecycle state changed (from != to): log, snapshot */

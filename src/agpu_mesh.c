@@ -228,13 +228,9 @@ static void send_on(zsock_t *link, const uint8_t *buf, size_t len)
     zmq_send(zsock_resolve(link), buf, len, ZMQ_DONTWAIT); /* a full link drops it */
 }
 
-/* When the next heartbeat is due, on the monotonic clock: the next multiple of the heartbeat
- * on the wall clock. Nodes whose clocks agree (NTP) then beat together, so each wakes once a
- * heartbeat for a burst of its peers' messages rather than once for every peer. */
 static int64_t next_beat(int64_t now, int64_t heartbeat_ms)
 {
-    int64_t wall = zclock_time();
-    return now + heartbeat_ms - wall % heartbeat_ms;
+    return agpu_peer_next_beat(now, zclock_time(), heartbeat_ms);
 }
 
 static void broadcast_state(actor_t *a, int64_t now)

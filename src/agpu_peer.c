@@ -53,6 +53,12 @@ int agpu_peer_timeouts_check(const agpu_peer_timeouts_t *t)
     return ok ? 0 : -1;
 }
 
+int64_t agpu_peer_next_beat(int64_t now_ms, int64_t wall_ms, int64_t heartbeat_ms)
+{
+    int64_t wait = heartbeat_ms - wall_ms % heartbeat_ms;
+    return now_ms + (wait < heartbeat_ms / 2 ? wait + heartbeat_ms : wait);
+}
+
 /* Copies src if it fits (with its NUL) in size bytes; otherwise leaves dst as it was. */
 static bool copy_str(char *dst, size_t size, const char *src)
 {

@@ -310,6 +310,36 @@ static void test_timeouts_check(void **unused)
     assert_true(d.suspect_ms >= 2 * d.heartbeat_ms);
 }
 
+static void test_next_beat(void **unused)
+{
+    static const struct {
+        int64_t now, wall, heartbeat, due;
+    } cases[] = {
+        {1000, 5000, 1000, 2000},    /* on a multiple: the next one */
+        {1000, 5300, 1000, 1700},    /* mid-way: the coming multiple */
+        {1000, 5499, 1000, 1501},    /* half a beat or more away: that one */
+        {1000, 5501, 1000, 2499},    /* less than half: the one after */
+        {1000, 5999, 1000, 2001},    /* a hair short of a multiple: not 1 ms later */
+        {0, 1234567, 1500, 1433},    /* other heartbeats: multiples of themselves */
+        {7, 0, 3, 10},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        assert_int_equal(agpu_peer_next_beat(cases[i].now, cases[i].wall, cases[i].heartbeat),
+                         cases[i].due);
+    /* beats stay a heartbeat apart, whatever the offset between the clocks */
+    for (int64_t offset = 0; offset < 1000; offset += 37) {
+        int64_t now = 0, previous = 0;
+        for (int beat = 0; beat < 20; beat++) {
+            now = agpu_peer_next_beat(now, now + offset, 1000);
+            if (beat > 0)
+                assert_int_equal(now - previous, 1000);
+            assert_int_equal((now + offset) % 1000, 0);
+            previous = now;
+        }
+    }
+    (void)unused;
+}
+
 static void test_state_names(void **unused)
 {
     assert_string_equal(agpu_peer_state_name(AGPU_PEER_ALIVE), "alive");
@@ -325,7 +355,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_scenarios),         cmocka_unit_test(test_killed_node_dead_within_3s),
         cmocka_unit_test(test_new_and_accessors), cmocka_unit_test(test_timeouts_check),
-        cmocka_unit_test(test_state_names),
+        cmocka_unit_test(test_next_beat),         cmocka_unit_test(test_state_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
