@@ -34,6 +34,11 @@
 #define AGPU_MAX_UPSTREAM_HEADERS 64
 #define AGPU_MAX_UPSTREAM_HEADER_BYTES (32U * 1024U)
 
+/* An upstream answer's status line and headers (and a chunked body's trailers), read before
+ * the exchange sees them: Ollama's are a few hundred bytes; past this the answer is refused
+ * as broken (libhttp-parser's own ceiling, 80 KiB, is higher). */
+#define AGPU_MAX_UPSTREAM_HEAD (64U * 1024U)
+
 /* Request headers forwarded upstream (count); libmicrohttpd already bounds their bytes. */
 #define AGPU_MAX_FORWARD_HEADERS 64
 
