@@ -1,5 +1,5 @@
 /* One proxied request, shared by the front door (a libmicrohttpd thread) and the forwarder
- * (the libcurl thread). All cross-thread state and its locking live here: each side calls
+ * (the shard's upstream side). All cross-thread state and its locking live here: each side calls
  * these functions and never touches the other side's library. */
 #ifndef AGPU_EXCHANGE_H
 #define AGPU_EXCHANGE_H
@@ -93,7 +93,7 @@ bool agpu_exchange_speed(agpu_exchange_t *ex, uint32_t *ttft_ms, double *tokens_
 /* The client is gone: the forwarder drops the upstream request at once. */
 void agpu_exchange_cancel(agpu_exchange_t *ex);
 
-/* ---- forwarder side (the libcurl thread) ---- */
+/* ---- forwarder side ---- */
 
 void agpu_exchange_set_status(agpu_exchange_t *ex, int status);
 /* One upstream response header: Content-Length is noted, headers the proxy passes on are
@@ -112,7 +112,7 @@ bool agpu_exchange_take_response(agpu_exchange_t *ex, const void *data, size_t l
 #define AGPU_UPLOAD_ABORT (-2)
 long agpu_exchange_give_body(agpu_exchange_t *ex, char *out, size_t max);
 
-/* The calls above, made from inside libcurl's callbacks, only note that the front must be
+/* The calls above, made while the forwarder parses an answer, only note that the front must be
  * resumed; this resumes it. The forwarder calls it once per batch of callbacks, so bytes that
  * arrived together (a head and a short body) leave in one send. */
 void agpu_exchange_wake(agpu_exchange_t *ex);

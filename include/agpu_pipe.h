@@ -13,7 +13,7 @@ typedef struct {
 } agpu_pipe_t;
 
 /* A pipe is "full" at AGPU_PIPE_SOFT_CAP: the writer pauses once it is, but a write always
- * takes its whole chunk, since neither libcurl nor libmicrohttpd can take a chunk back. */
+ * takes its whole chunk, since neither side can take a chunk back. */
 bool agpu_pipe_full(const agpu_pipe_t *pipe);
 size_t agpu_pipe_used(const agpu_pipe_t *pipe);
 

@@ -147,8 +147,8 @@ static void front_wake_if(agpu_exchange_t *ex, front_wait_t what)
     ex->ops->resume_front(ex->front);
 }
 
-/* From inside a libcurl callback: note the wake, and let agpu_exchange_wake() do it once the
- * forwarder has handled every byte that arrived together (a head and its body in one send). */
+/* While the forwarder parses an answer: note the wake, and let agpu_exchange_wake() do it once
+ * every byte that arrived together is handled (a head and its body in one send). */
 static void front_wake_later_if(agpu_exchange_t *ex, front_wait_t what)
 {
     if (ex->waiting == what)

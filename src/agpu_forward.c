@@ -1,33 +1,82 @@
-/* The forwarder: each exchange becomes a libcurl easy transfer on the shard's multi handle,
- * driven by the shard's epoll loop through libcurl's socket interface. Everything here runs
- * on the shard's thread, as do the front door's callbacks that kick it. */
+/* The forwarder: each exchange becomes one HTTP/1.1 request on a kept-alive upstream
+ * connection of the shard, driven by the shard's epoll loop. agpu_h1 writes the request head
+ * and parses the answer; this file owns the sockets, the pool of idle connections and the
+ * flow between them and the exchanges. Everything here runs on the shard's thread, as do the
+ * front door's callbacks that kick it.
+ *
+ * System calls per request on a reused connection: one sendmsg (head and a preloaded body
+ * together) and usually one recv (the answer; reading stops when the parser says it is
+ * complete). Sockets are registered once, edge-triggered, for as long as they are open, so
+ * reuse costs no epoll_ctl; an idle socket stays registered, so a server's close is seen
+ * and the socket closed. */
 #include "agpu_forward.h"
 
+#include "agpu_h1.h"
 #include "agpu_log.h"
 
-#include <curl/curl.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
+#include <unistd.h>
 
-/* libcurl's read size: also the most one callback hands the front door at once. */
-#define FORWARD_BUFFER_SIZE (64L * 1024L)
+/* One recv: also the most one call hands the exchange at once. Shared by the shard's
+ * connections: the parser copies what it keeps, the exchange's pipe the body. */
+#define FORWARD_READ_SIZE (64U * 1024U)
+/* One give_body pull of a streamed request body. */
+#define FORWARD_UPLOAD_SIZE (64U * 1024U)
 /* Idle upstream connections kept for reuse, per shard. */
-#define FORWARD_MAX_IDLE_CONNECTIONS 256L
-/* Easy handles kept for the next transfers: setting one up costs more than resetting it. */
-#define FORWARD_SPARE_HANDLES 64
+#define FORWARD_MAX_IDLE_CONNECTIONS 256
+
+struct transfer;
+
+typedef enum { LIST_NONE, LIST_IDLE, LIST_CONNECTING } conn_list_t;
+
+typedef struct conn {
+    int fd;
+    char key[sizeof((agpu_h1_url_t *)0)->authority]; /* host:port, as in the URL */
+    bool connecting;
+    bool peer_closing; /* epoll saw the peer's FIN or an error: read to the end */
+    bool reused;       /* it carried an answer before: a failure before any byte is retried */
+    int64_t connect_due_ms;
+    struct addrinfo *addrs, *addr_next; /* while connecting: the addresses left to try */
+    int connect_errno;
+    struct transfer *t; /* the request it carries; NULL when idle */
+    agpu_h1_response_t *response;
+    char *rest; /* bytes read but not parsed when the parser paused */
+    size_t rest_len;
+    conn_list_t list;
+    struct conn *prev, *next; /* in the idle list (most recent first) or the connecting one */
+} conn_t;
 
 typedef struct transfer {
-    CURL *easy;
-    struct curl_slist *headers;
-    char *body; /* a body read whole before forwarding, sent with the head */
     agpu_exchange_t *ex;
     agpu_forward_t *forward;
+    conn_t *conn;
+    agpu_h1_url_t url;
+    bool head_request;
+    char *head; /* the request head, kept until the answer is in: a retry sends it again */
+    size_t head_len;
+    char *body; /* a preloaded body, sent with the head */
+    size_t body_len;
+    bool streamed, chunked; /* a body pulled with give_body (framed in chunks) */
+    char *piece;            /* the last piece of a streamed body */
+    char prefix[AGPU_H1_CHUNK_PREFIX_MAX];
+    struct iovec out[3]; /* what is left to send of the head, body or piece */
+    int out_first, out_n;
+    bool upload_done;   /* nothing more to pull */
+    bool upload_paused; /* give_body said pause: wait for a kick */
+    bool recv_paused;   /* the exchange's pipe is full: wait for a kick */
+    bool retried;
     bool touched; /* in forward->touched: its front may need waking */
     struct transfer *prev, *next;
-    char error[CURL_ERROR_SIZE];
 } transfer_t;
 
 /* A growable list of referenced exchanges. */
@@ -37,16 +86,18 @@ typedef struct {
 } ex_list_t;
 
 struct agpu_forward {
-    CURLM *multi;
     int epoll_fd;
     unsigned connect_timeout_ms;
-    int64_t timer_due_ms; /* libcurl's next timeout, monotonic ms; -1: none */
     bool stopped;
     transfer_t *running;
-    CURL *spare[FORWARD_SPARE_HANDLES]; /* reset easy handles, ready for reuse */
-    size_t n_spare;
+    conn_t **by_fd; /* open connections by socket number */
+    size_t by_fd_len;
+    conn_t *idle, *idle_tail;
+    size_t idle_count;
+    conn_t *connecting;
     ex_list_t kicked;  /* exchanges kicked since the last run */
-    ex_list_t touched; /* exchanges whose callbacks ran in this batch */
+    ex_list_t touched; /* exchanges whose state changed in this batch */
+    char read_buffer[FORWARD_READ_SIZE];
 };
 
 static int64_t now_ms(void)
@@ -71,9 +122,7 @@ static bool list_push(ex_list_t *list, agpu_exchange_t *ex)
     return true;
 }
 
-/* ---- libcurl callbacks ---- */
-
-/* Remembers that t's front may need waking once the current batch of callbacks is done. */
+/* Remembers that t's front may need waking once the current batch of events is handled. */
 static void touch(transfer_t *t)
 {
     if (t->touched)
@@ -96,105 +145,219 @@ static void wake_touched(agpu_forward_t *self)
     self->touched.len = 0;
 }
 
-static size_t on_header(char *line, size_t size, size_t nitems, void *arg)
-{
-    transfer_t *t = arg;
-    agpu_exchange_t *ex = t->ex;
-    size_t len = size * nitems;
-    touch(t);
-    if (len >= 5 && memcmp(line, "HTTP/", 5) == 0) {
-        const char *space = memchr(line, ' ', len);
-        agpu_exchange_reset_head(ex);
-        agpu_exchange_set_status(ex, space ? atoi(space + 1) : 0);
-        return len;
-    }
-    if (len <= 2 && (line[0] == '\r' || line[0] == '\n')) {
-        long status = 0;
-        curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
-        if (status >= 200)
-            agpu_exchange_head_done(ex); /* a 1xx interim answer is followed by the real one */
-        return len;
-    }
-    const char *colon = memchr(line, ':', len);
-    if (!colon)
-        return len;
-    const char *value = colon + 1, *end = line + len;
-    while (value < end && (*value == ' ' || *value == '\t'))
-        value++;
-    while (end > value && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '))
-        end--;
-    agpu_exchange_add_header(ex, line, (size_t)(colon - line), value, (size_t)(end - value));
-    return len;
-}
+/* ---- the answer's parts, handed to the exchange ---- */
 
-static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
-{
-    transfer_t *t = arg;
-    size_t len = size * nmemb;
-    touch(t);
-    return agpu_exchange_take_response(t->ex, data, len) ? len : CURL_WRITEFUNC_PAUSE;
-}
-
-static size_t on_upload(char *out, size_t size, size_t nitems, void *arg)
+static void on_head_begin(void *arg, int status)
 {
     transfer_t *t = arg;
     touch(t);
-    long n = agpu_exchange_give_body(t->ex, out, size * nitems);
-    if (n == AGPU_UPLOAD_PAUSE)
-        return CURL_READFUNC_PAUSE;
-    if (n == AGPU_UPLOAD_ABORT)
-        return CURL_READFUNC_ABORT;
-    return (size_t)n;
+    agpu_exchange_reset_head(t->ex);
+    agpu_exchange_set_status(t->ex, status);
 }
 
-/* libcurl says which of its sockets to watch, and for what. */
-static int on_socket(CURL *easy, curl_socket_t fd, int what, void *arg, void *watched)
+static void on_header(void *arg, const char *name, size_t name_len, const char *value,
+                      size_t value_len)
 {
-    agpu_forward_t *self = arg;
-    if (what == CURL_POLL_REMOVE) {
-        epoll_ctl(self->epoll_fd, EPOLL_CTL_DEL, fd, NULL);
-        curl_multi_assign(self->multi, fd, NULL);
-        return 0;
+    transfer_t *t = arg;
+    agpu_exchange_add_header(t->ex, name, name_len, value, value_len);
+}
+
+static void on_head_done(void *arg, int status)
+{
+    transfer_t *t = arg;
+    touch(t);
+    agpu_exchange_head_done(t->ex);
+}
+
+static bool on_body(void *arg, const char *data, size_t len)
+{
+    transfer_t *t = arg;
+    touch(t);
+    return agpu_exchange_take_response(t->ex, data, len);
+}
+
+static const agpu_h1_sink_t answer_sink = {on_head_begin, on_header, on_head_done, on_body};
+
+/* ---- connections ---- */
+
+static void list_unlink(agpu_forward_t *self, conn_t *c)
+{
+    conn_t **head = c->list == LIST_IDLE ? &self->idle : &self->connecting;
+    if (c->list == LIST_NONE)
+        return;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        *head = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    else if (c->list == LIST_IDLE)
+        self->idle_tail = c->prev;
+    if (c->list == LIST_IDLE)
+        self->idle_count--;
+    c->prev = c->next = NULL;
+    c->list = LIST_NONE;
+}
+
+static void list_push_front(agpu_forward_t *self, conn_t *c, conn_list_t list)
+{
+    conn_t **head = list == LIST_IDLE ? &self->idle : &self->connecting;
+    c->list = list;
+    c->prev = NULL;
+    c->next = *head;
+    if (c->next)
+        c->next->prev = c;
+    else if (list == LIST_IDLE)
+        self->idle_tail = c;
+    *head = c;
+    if (list == LIST_IDLE)
+        self->idle_count++;
+}
+
+/* Closes the socket (which also takes it out of the epoll set) and forgets it. */
+static void close_socket(agpu_forward_t *self, conn_t *c)
+{
+    if (c->fd < 0)
+        return;
+    if ((size_t)c->fd < self->by_fd_len)
+        self->by_fd[c->fd] = NULL;
+    close(c->fd);
+    c->fd = -1;
+}
+
+static void conn_close(agpu_forward_t *self, conn_t *c)
+{
+    list_unlink(self, c);
+    close_socket(self, c);
+    if (c->addrs)
+        freeaddrinfo(c->addrs);
+    agpu_h1_response_free(&c->response);
+    free(c->rest);
+    free(c);
+}
+
+/* Back to the pool after a complete answer; the oldest idle connection goes past the cap. */
+static void conn_release(agpu_forward_t *self, conn_t *c)
+{
+    c->t = NULL;
+    c->reused = true;
+    if (self->stopped || c->rest) {
+        conn_close(self, c);
+        return;
     }
+    list_push_front(self, c, LIST_IDLE);
+    if (self->idle_count > FORWARD_MAX_IDLE_CONNECTIONS)
+        conn_close(self, self->idle_tail);
+}
+
+static conn_t *conn_take_idle(agpu_forward_t *self, const char *key)
+{
+    for (conn_t *c = self->idle; c; c = c->next) {
+        if (strcmp(c->key, key) == 0) {
+            list_unlink(self, c);
+            return c;
+        }
+    }
+    return NULL;
+}
+
+static bool watch_socket(agpu_forward_t *self, conn_t *c)
+{
+    if ((size_t)c->fd >= self->by_fd_len) {
+        size_t len = self->by_fd_len ? self->by_fd_len : 256;
+        while (len <= (size_t)c->fd)
+            len *= 2;
+        conn_t **grown = realloc(self->by_fd, len * sizeof *grown);
+        if (!grown)
+            return false;
+        memset(grown + self->by_fd_len, 0, (len - self->by_fd_len) * sizeof *grown);
+        self->by_fd = grown;
+        self->by_fd_len = len;
+    }
+    /* once, edge-triggered, for the socket's life: reads and writes go on until EAGAIN */
     struct epoll_event ev = {
-        .events = (what & CURL_POLL_IN ? EPOLLIN : 0) | (what & CURL_POLL_OUT ? EPOLLOUT : 0),
-        .data.u64 = (uint64_t)fd,
+        .events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+        .data.u64 = (uint64_t)c->fd,
     };
-    if (epoll_ctl(self->epoll_fd, watched ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev) != 0)
-        agpu_warn("cannot watch upstream socket %d", (int)fd);
-    curl_multi_assign(self->multi, fd, self);
-    return 0;
+    if (epoll_ctl(self->epoll_fd, EPOLL_CTL_ADD, c->fd, &ev) != 0)
+        return false;
+    self->by_fd[c->fd] = c;
+    return true;
 }
 
-static int on_timer(CURLM *multi, long timeout_ms, void *arg)
+/* Starts connecting to the next address; false when none is left (c->connect_errno says
+ * why the last failed). */
+static bool connect_next(agpu_forward_t *self, conn_t *c)
 {
-    agpu_forward_t *self = arg;
-    self->timer_due_ms = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
-    return 0;
+    close_socket(self, c);
+    for (; c->addr_next; c->addr_next = c->addr_next->ai_next) {
+        const struct addrinfo *a = c->addr_next;
+        int fd = socket(a->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+            c->connect_errno = errno;
+            continue;
+        }
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+        int rc = connect(fd, a->ai_addr, a->ai_addrlen);
+        if (rc != 0 && errno != EINPROGRESS) {
+            c->connect_errno = errno;
+            close(fd);
+            continue;
+        }
+        c->fd = fd;
+        if (!watch_socket(self, c)) {
+            c->connect_errno = errno ? errno : ENOMEM;
+            close(fd);
+            c->fd = -1;
+            return false;
+        }
+        c->addr_next = c->addr_next->ai_next;
+        c->connecting = rc != 0;
+        return true;
+    }
+    return false;
+}
+
+/* A new connection to url's host and port. Names are resolved here, blocking (getaddrinfo):
+ * upstreams are given as IP literals almost always, and a kept-alive connection is reused for
+ * every later request, so this is rare. NULL with reason[] filled when it cannot start. */
+static conn_t *conn_open(agpu_forward_t *self, const agpu_h1_url_t *url, char *reason,
+                         size_t reason_size)
+{
+    conn_t *c = calloc(1, sizeof *c);
+    if (!c || !(c->response = agpu_h1_response_new(&answer_sink))) {
+        free(c);
+        snprintf(reason, reason_size, "out of memory");
+        return NULL;
+    }
+    c->fd = -1;
+    snprintf(c->key, sizeof c->key, "%s", url->authority);
+    struct addrinfo hints = {
+        .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
+    int rc = getaddrinfo(url->host, url->port, &hints, &c->addrs);
+    if (rc != 0) {
+        snprintf(reason, reason_size, "cannot resolve %.100s: %s", url->host, gai_strerror(rc));
+        conn_close(self, c);
+        return NULL;
+    }
+    c->addr_next = c->addrs;
+    if (!connect_next(self, c)) {
+        snprintf(reason, reason_size, "%s", strerror(c->connect_errno));
+        conn_close(self, c);
+        return NULL;
+    }
+    c->connect_due_ms = now_ms() + self->connect_timeout_ms;
+    if (c->connecting)
+        list_push_front(self, c, LIST_CONNECTING);
+    return c;
 }
 
 /* ---- transfers ---- */
 
-/* "http://host:port" of a URL, for messages. */
-static void url_origin(const char *url, char *out, size_t size)
-{
-    const char *host = strstr(url, "://");
-    const char *path = host ? strchr(host + 3, '/') : NULL;
-    size_t len = path ? (size_t)(path - url) : strlen(url);
-    snprintf(out, size, "%.*s", (int)len, url);
-}
-
 static void transfer_free(agpu_forward_t *self, transfer_t *t)
 {
-    curl_multi_remove_handle(self->multi, t->easy);
-    if (self->n_spare < FORWARD_SPARE_HANDLES && !self->stopped) {
-        curl_easy_reset(t->easy);
-        self->spare[self->n_spare++] = t->easy;
-    } else {
-        curl_easy_cleanup(t->easy);
-    }
-    curl_slist_free_all(t->headers);
-    free(t->body);
     if (t->prev)
         t->prev->next = t->next;
     else
@@ -203,98 +366,358 @@ static void transfer_free(agpu_forward_t *self, transfer_t *t)
         t->next->prev = t->prev;
     agpu_exchange_set_transfer(t->ex, NULL);
     agpu_exchange_unref(&t->ex);
+    free(t->head);
+    free(t->body);
+    free(t->piece);
     free(t);
 }
 
-static void transfer_end(agpu_forward_t *self, transfer_t *t, CURLcode code)
+/* Finishes the exchange (error NULL: success) and frees t; its connection goes back to the
+ * pool when keep_conn, else it is closed. */
+static void transfer_end(agpu_forward_t *self, transfer_t *t, const char *error, bool keep_conn)
 {
-    if (code == CURLE_OK) {
-        agpu_exchange_finish(t->ex, NULL);
-    } else {
-        char origin[256], message[CURL_ERROR_SIZE + 320];
-        url_origin(agpu_exchange_request(t->ex)->url, origin, sizeof origin);
-        snprintf(message, sizeof message, "upstream %s failed: %s", origin,
-                 t->error[0] ? t->error : curl_easy_strerror(code));
-        agpu_exchange_finish(t->ex, message);
+    agpu_exchange_finish(t->ex, error);
+    conn_t *c = t->conn;
+    if (c) {
+        c->t = NULL;
+        if (keep_conn)
+            conn_release(self, c);
+        else
+            conn_close(self, c);
     }
     transfer_free(self, t);
 }
 
-static void set_method(CURL *easy, const agpu_request_t *req, transfer_t *t)
+static void transfer_fail(agpu_forward_t *self, transfer_t *t, const char *reason)
 {
-    if (strcmp(req->method, "HEAD") == 0) {
-        curl_easy_setopt(easy, CURLOPT_NOBODY, 1L);
-        return;
+    char message[AGPU_ERROR_MAX];
+    snprintf(message, sizeof message, "upstream http://%.300s failed: %.180s", t->url.authority,
+             reason);
+    transfer_end(self, t, message, false);
+}
+
+static void queue_request(transfer_t *t)
+{
+    t->out[0] = (struct iovec){t->head, t->head_len};
+    t->out[1] = (struct iovec){t->body, t->body_len};
+    t->out_first = 0;
+    t->out_n = t->body_len ? 2 : 1;
+    t->upload_done = !t->streamed;
+}
+
+/* Pulls the next piece of a streamed body into t->out: 1 when there is one to send, 0 when
+ * not now, -1 when the transfer has ended. */
+static int pull_body(agpu_forward_t *self, transfer_t *t)
+{
+    if (!t->piece && !(t->piece = malloc(FORWARD_UPLOAD_SIZE))) {
+        transfer_fail(self, t, "out of memory sending the body");
+        return -1;
     }
-    if (!req->has_body) {
-        if (strcmp(req->method, "POST") == 0) {
-            curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE, 0L);
-            curl_easy_setopt(easy, CURLOPT_POSTFIELDS, "");
-        } else if (strcmp(req->method, "GET") != 0) {
-            curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, req->method);
+    long n = agpu_exchange_give_body(t->ex, t->piece, FORWARD_UPLOAD_SIZE);
+    touch(t); /* the front may wait for room in the pipe */
+    if (n == AGPU_UPLOAD_PAUSE) {
+        t->upload_paused = true;
+        return 0;
+    }
+    if (n == AGPU_UPLOAD_ABORT) {
+        transfer_end(self, t, "client closed the connection", false);
+        return -1;
+    }
+    t->out_first = 0;
+    if (n == 0) {
+        t->upload_done = true;
+        if (!t->chunked)
+            return 0;
+        t->out[0] = (struct iovec){t->prefix, agpu_h1_chunk_prefix(t->prefix, 0)};
+        t->out_n = 1;
+        return 1;
+    }
+    if (!t->chunked) {
+        t->out[0] = (struct iovec){t->piece, (size_t)n};
+        t->out_n = 1;
+        return 1;
+    }
+    t->out[0] = (struct iovec){t->prefix, agpu_h1_chunk_prefix(t->prefix, (size_t)n)};
+    t->out[1] = (struct iovec){t->piece, (size_t)n};
+    t->out[2] = (struct iovec){(char *)AGPU_H1_CHUNK_SUFFIX, 2};
+    t->out_n = 3;
+    return 1;
+}
+
+static bool transfer_connect(agpu_forward_t *self, transfer_t *t, bool fresh);
+static void read_answer(agpu_forward_t *self, conn_t *c);
+
+/* A reused connection that failed before any byte of the answer was probably closed by the
+ * server while idle: the request goes again on a new one, once, if its body can be sent
+ * again. Returns RETRY_NOT (the caller fails t), RETRY_RUNNING or RETRY_ENDED (t is gone). */
+enum { RETRY_NOT, RETRY_RUNNING, RETRY_ENDED };
+static int retry_fresh(agpu_forward_t *self, transfer_t *t)
+{
+    conn_t *c = t->conn;
+    if (!c->reused || t->retried || t->streamed || agpu_h1_response_started(c->response))
+        return RETRY_NOT;
+    agpu_debug("upstream connection to %s went stale: retrying", c->key);
+    t->retried = true;
+    t->conn = NULL;
+    c->t = NULL;
+    conn_close(self, c);
+    return transfer_connect(self, t, true) ? RETRY_RUNNING : RETRY_ENDED;
+}
+
+/* Returns whether t still runs. */
+static bool send_failed(agpu_forward_t *self, transfer_t *t, int err)
+{
+    int retry = retry_fresh(self, t);
+    if (retry != RETRY_NOT)
+        return retry == RETRY_RUNNING;
+    if (agpu_h1_response_started(t->conn->response)) {
+        t->out_n = 0; /* the server answered early: read the rest of its answer */
+        t->upload_done = true;
+        return true;
+    }
+    transfer_fail(self, t, strerror(err));
+    return false;
+}
+
+/* Writes what is pending of the request until it is all out, the body pauses or the socket
+ * is full. Returns whether t still runs. */
+static bool send_request(agpu_forward_t *self, transfer_t *t)
+{
+    for (;;) {
+        if (t->out_n == 0) {
+            if (t->upload_done || t->upload_paused)
+                return true;
+            int pulled = pull_body(self, t);
+            if (pulled <= 0)
+                return pulled == 0;
         }
-        return;
+        struct msghdr msg = {.msg_iov = t->out + t->out_first, .msg_iovlen = (size_t)t->out_n};
+        ssize_t sent = sendmsg(t->conn->fd, &msg, MSG_NOSIGNAL);
+        if (sent < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                return send_failed(self, t, errno);
+            return true; /* EAGAIN: epoll says when there is room */
+        }
+        size_t left = (size_t)sent;
+        while (t->out_n > 0 && left >= t->out[t->out_first].iov_len) {
+            left -= t->out[t->out_first].iov_len;
+            t->out_first++;
+            t->out_n--;
+        }
+        if (t->out_n > 0) {
+            struct iovec *v = &t->out[t->out_first];
+            v->iov_base = (char *)v->iov_base + left;
+            v->iov_len -= left;
+        }
     }
-    curl_easy_setopt(easy, CURLOPT_POST, 1L);
-    size_t len;
-    if ((t->body = agpu_exchange_take_preloaded(t->ex, &len))) {
-        curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
-        curl_easy_setopt(easy, CURLOPT_POSTFIELDS, t->body);
-        if (strcmp(req->method, "POST") != 0)
-            curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, req->method);
-        return;
+}
+
+/* Gives t a connection (an idle one unless fresh) and starts the request on it: sends now
+ * if it is connected. Returns whether t still runs. */
+static bool transfer_connect(agpu_forward_t *self, transfer_t *t, bool fresh)
+{
+    conn_t *c = fresh ? NULL : conn_take_idle(self, t->url.authority);
+    if (!c) {
+        char reason[AGPU_ERROR_MAX / 2];
+        c = conn_open(self, &t->url, reason, sizeof reason);
+        if (!c) {
+            transfer_fail(self, t, reason);
+            return false;
+        }
     }
-    curl_easy_setopt(easy, CURLOPT_READFUNCTION, on_upload);
-    curl_easy_setopt(easy, CURLOPT_READDATA, t);
-    curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_length);
-    if (req->body_length < 0)
-        t->headers = curl_slist_append(t->headers, "Transfer-Encoding: chunked");
-    if (strcmp(req->method, "POST") != 0)
-        curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, req->method);
+    t->conn = c;
+    c->t = t;
+    agpu_h1_response_start(c->response, t, t->head_request);
+    queue_request(t);
+    return c->connecting || send_request(self, t);
 }
 
 static void transfer_start(agpu_forward_t *self, agpu_exchange_t *ex)
 {
     const agpu_request_t *req = agpu_exchange_request(ex);
     transfer_t *t = calloc(1, sizeof *t);
-    CURL *easy = !t ? NULL : self->n_spare ? self->spare[--self->n_spare] : curl_easy_init();
-    if (!easy) {
-        free(t);
+    if (!t) {
         agpu_exchange_finish(ex, "out of memory starting the upstream request");
         return;
     }
-    t->easy = easy;
     t->ex = ex;
     t->forward = self;
     agpu_exchange_ref(ex);
-    for (size_t i = 0; i < req->header_count; i++)
-        t->headers = curl_slist_append(t->headers, req->headers[i]);
-    t->headers = curl_slist_append(t->headers, "Expect:"); /* no 100-continue round trip */
-    curl_easy_setopt(easy, CURLOPT_URL, req->url);
-    curl_easy_setopt(easy, CURLOPT_PRIVATE, t);
-    curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, t->error);
-    curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(easy, CURLOPT_NOPROXY, "*"); /* never send a peer's traffic to a proxy */
-    curl_easy_setopt(easy, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
-    curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, (long)self->connect_timeout_ms);
-    curl_easy_setopt(easy, CURLOPT_TCP_NODELAY, 1L);
-    curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt(easy, CURLOPT_BUFFERSIZE, FORWARD_BUFFER_SIZE);
-    curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(easy, CURLOPT_HEADERDATA, t);
-    curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(easy, CURLOPT_WRITEDATA, t);
-    set_method(easy, req, t);
-    curl_easy_setopt(easy, CURLOPT_HTTPHEADER, t->headers);
     agpu_exchange_set_transfer(ex, t);
     t->next = self->running;
     if (t->next)
         t->next->prev = t;
     self->running = t;
-    CURLMcode rc = curl_multi_add_handle(self->multi, easy);
-    if (rc != CURLM_OK) {
-        snprintf(t->error, sizeof t->error, "%s", curl_multi_strerror(rc));
-        transfer_end(self, t, CURLE_FAILED_INIT);
+    if (agpu_h1_parse_url(req->url, &t->url) != 0) {
+        char message[AGPU_ERROR_MAX];
+        snprintf(message, sizeof message, "upstream %.400s failed: not an http:// URL", req->url);
+        transfer_end(self, t, message, false);
+        return;
+    }
+
+    /* the body's framing, as libcurl chose it: POST always says its length */
+    int64_t body_length = AGPU_H1_NO_BODY;
+    t->head_request = strcmp(req->method, "HEAD") == 0;
+    if (t->head_request) {
+        /* no body */
+    } else if (!req->has_body) {
+        if (strcmp(req->method, "POST") == 0)
+            body_length = 0;
+    } else if ((t->body = agpu_exchange_take_preloaded(ex, &t->body_len))) {
+        body_length = (int64_t)t->body_len;
+    } else {
+        t->streamed = true;
+        t->chunked = req->body_length < 0;
+        body_length = t->chunked ? AGPU_H1_CHUNKED : req->body_length;
+    }
+    t->head = agpu_h1_request_head(req->method, &t->url, req->headers, req->header_count,
+                                   body_length, &t->head_len);
+    if (!t->head) {
+        transfer_fail(self, t, "out of memory");
+        return;
+    }
+    transfer_connect(self, t, false);
+}
+
+/* ---- reading the answer ---- */
+
+/* Parses bytes of c's answer. Returns whether to go on reading: false when the transfer has
+ * ended or paused. */
+static bool parse_answer(agpu_forward_t *self, conn_t *c, const char *data, size_t len)
+{
+    transfer_t *t = c->t;
+    size_t used;
+    agpu_h1_state_t state = agpu_h1_response_feed(c->response, data, len, &used);
+    switch (state) {
+    case AGPU_H1_MORE:
+        return true;
+    case AGPU_H1_PAUSED:
+        t->recv_paused = true;
+        if (used < len && (c->rest = malloc(len - used))) {
+            memcpy(c->rest, data + used, len - used);
+            c->rest_len = len - used;
+        } else if (used < len) {
+            transfer_fail(self, t, "out of memory holding the answer");
+        }
+        return false;
+    case AGPU_H1_DONE: {
+        /* reusable when nothing follows the answer and the request was all sent */
+        bool keep = used == len && agpu_h1_response_keep_alive(c->response) && t->upload_done &&
+                    t->out_n == 0 && !c->peer_closing;
+        transfer_end(self, t, NULL, keep);
+        return false;
+    }
+    case AGPU_H1_FAILED:
+    default:
+        transfer_fail(self, t, agpu_h1_response_error(c->response));
+        return false;
+    }
+}
+
+static void answer_eof(agpu_forward_t *self, conn_t *c)
+{
+    transfer_t *t = c->t;
+    if (agpu_h1_response_eof(c->response) == AGPU_H1_DONE)
+        transfer_end(self, t, NULL, false);
+    else if (retry_fresh(self, t) == RETRY_NOT)
+        transfer_fail(self, t, agpu_h1_response_error(c->response));
+}
+
+/* Reads c's answer until the socket is drained, the answer complete or the exchange full.
+ * A read shorter than the buffer drained the socket (epoll reports what comes later), unless
+ * the peer has closed: then reading goes on to the end of the stream. */
+static void read_answer(agpu_forward_t *self, conn_t *c)
+{
+    for (;;) {
+        ssize_t n = recv(c->fd, self->read_buffer, sizeof self->read_buffer, 0);
+        if (n > 0) {
+            if (!parse_answer(self, c, self->read_buffer, (size_t)n))
+                return;
+            if ((size_t)n < sizeof self->read_buffer && !c->peer_closing)
+                return;
+        } else if (n == 0) {
+            answer_eof(self, c);
+            return;
+        } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            return;
+        } else if (errno != EINTR) {
+            transfer_t *t = c->t;
+            int err = errno;
+            if (retry_fresh(self, t) == RETRY_NOT)
+                transfer_fail(self, t, strerror(err));
+            return;
+        }
+    }
+}
+
+/* The exchange has room again: the held bytes, the rest of the last read, then the socket. */
+static void resume_answer(agpu_forward_t *self, transfer_t *t)
+{
+    conn_t *c = t->conn;
+    agpu_h1_state_t state = agpu_h1_response_resume(c->response);
+    touch(t);
+    if (state == AGPU_H1_PAUSED)
+        return;
+    t->recv_paused = false;
+    char *rest = c->rest;
+    size_t rest_len = c->rest_len;
+    c->rest = NULL;
+    c->rest_len = 0;
+    bool go_on = !rest || parse_answer(self, c, rest, rest_len);
+    free(rest);
+    if (go_on)
+        read_answer(self, c); /* edge-triggered: what came while paused raised no new event */
+}
+
+/* ---- events ---- */
+
+static void connected(agpu_forward_t *self, conn_t *c)
+{
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+        err = errno;
+    if (err == 0) {
+        c->connecting = false;
+        list_unlink(self, c);
+        send_request(self, c->t);
+        return;
+    }
+    c->connect_errno = err;
+    if (!connect_next(self, c)) {
+        transfer_fail(self, c->t, strerror(c->connect_errno));
+    } else if (!c->connecting) {
+        list_unlink(self, c);
+        send_request(self, c->t);
+    }
+}
+
+/* An idle connection had an event: the server closed it (or sent what nobody asked for). */
+static void idle_event(agpu_forward_t *self, conn_t *c, uint32_t events)
+{
+    if (!(events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)))
+        return;
+    ssize_t n = recv(c->fd, self->read_buffer, 1, MSG_PEEK);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return;
+    conn_close(self, c);
+}
+
+static void expire_connects(agpu_forward_t *self)
+{
+    int64_t now = now_ms();
+    conn_t *c = self->connecting;
+    while (c) {
+        conn_t *next = c->next;
+        if (c->connect_due_ms <= now) {
+            char reason[96];
+            snprintf(reason, sizeof reason, "connection timed out after %u ms",
+                     self->connect_timeout_ms);
+            transfer_fail(self, c->t, reason);
+        }
+        c = next;
     }
 }
 
@@ -312,12 +735,16 @@ static void sync_exchange(agpu_forward_t *self, agpu_exchange_t *ex)
     }
     if (flow.canceled) {
         agpu_debug("client gone: dropping %s", agpu_exchange_request(ex)->url);
-        agpu_exchange_finish(ex, "client closed the connection");
-        transfer_free(self, t);
+        transfer_end(self, t, "client closed the connection", false);
         return;
     }
-    curl_easy_pause(t->easy,
-                    (flow.pause_recv ? CURLPAUSE_RECV : 0) | (flow.pause_send ? CURLPAUSE_SEND : 0));
+    if (t->recv_paused && !flow.pause_recv)
+        resume_answer(self, t);
+    if ((t = agpu_exchange_transfer(ex)) && t->upload_paused && !flow.pause_send) {
+        t->upload_paused = false;
+        if (!t->conn->connecting)
+            send_request(self, t);
+    }
 }
 
 static void run_kicks(agpu_forward_t *self)
@@ -334,19 +761,6 @@ static void run_kicks(agpu_forward_t *self)
     }
 }
 
-static void reap_finished(agpu_forward_t *self)
-{
-    CURLMsg *msg;
-    int left;
-    while ((msg = curl_multi_info_read(self->multi, &left))) {
-        if (msg->msg != CURLMSG_DONE)
-            continue;
-        transfer_t *t;
-        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&t);
-        transfer_end(self, t, msg->data.result);
-    }
-}
-
 /* ---- public ---- */
 
 agpu_forward_t *agpu_forward_new(unsigned connect_timeout_ms, int epoll_fd)
@@ -356,17 +770,6 @@ agpu_forward_t *agpu_forward_new(unsigned connect_timeout_ms, int epoll_fd)
         return NULL;
     self->connect_timeout_ms = connect_timeout_ms;
     self->epoll_fd = epoll_fd;
-    self->timer_due_ms = -1;
-    self->multi = curl_multi_init();
-    if (!self->multi) {
-        free(self);
-        return NULL;
-    }
-    curl_multi_setopt(self->multi, CURLMOPT_MAXCONNECTS, FORWARD_MAX_IDLE_CONNECTIONS);
-    curl_multi_setopt(self->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
-    curl_multi_setopt(self->multi, CURLMOPT_SOCKETDATA, self);
-    curl_multi_setopt(self->multi, CURLMOPT_TIMERFUNCTION, on_timer);
-    curl_multi_setopt(self->multi, CURLMOPT_TIMERDATA, self);
     return self;
 }
 
@@ -374,10 +777,10 @@ void agpu_forward_stop(agpu_forward_t *self)
 {
     self->stopped = true;
     run_kicks(self);
-    while (self->running) {
-        snprintf(self->running->error, sizeof self->running->error, "agpu is shutting down");
-        transfer_end(self, self->running, CURLE_ABORTED_BY_CALLBACK);
-    }
+    while (self->running)
+        transfer_end(self, self->running, "agpu is shutting down", false);
+    while (self->idle)
+        conn_close(self, self->idle);
     wake_touched(self);
 }
 
@@ -388,9 +791,7 @@ void agpu_forward_destroy(agpu_forward_t **self_p)
         return;
     *self_p = NULL;
     agpu_forward_stop(self);
-    while (self->n_spare)
-        curl_easy_cleanup(self->spare[--self->n_spare]);
-    curl_multi_cleanup(self->multi);
+    free(self->by_fd);
     free(self->kicked.items);
     free(self->touched.items);
     free(self);
@@ -409,18 +810,36 @@ void agpu_forward_kick(void *arg, agpu_exchange_t *ex)
 
 void agpu_forward_socket_ready(agpu_forward_t *self, int fd, uint32_t events)
 {
-    int flags = (events & EPOLLIN ? CURL_CSELECT_IN : 0) |
-                (events & EPOLLOUT ? CURL_CSELECT_OUT : 0) |
-                (events & (EPOLLERR | EPOLLHUP) ? CURL_CSELECT_ERR : 0);
-    int running;
-    curl_multi_socket_action(self->multi, fd, flags, &running);
+    conn_t *c = fd >= 0 && (size_t)fd < self->by_fd_len ? self->by_fd[fd] : NULL;
+    if (!c)
+        return; /* closed earlier in this batch */
+    if (!c->t) {
+        idle_event(self, c, events);
+        return;
+    }
+    if (c->connecting) {
+        if (events & (EPOLLOUT | EPOLLERR | EPOLLHUP))
+            connected(self, c);
+        return;
+    }
+    transfer_t *t = c->t;
+    if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+        c->peer_closing = true;
+    if ((events & (EPOLLOUT | EPOLLERR)) && t->out_n > 0 && !send_request(self, t))
+        return;
+    if (!t->recv_paused && (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)))
+        read_answer(self, t->conn);
 }
 
 long agpu_forward_timeout_ms(agpu_forward_t *self)
 {
-    if (self->timer_due_ms < 0)
+    if (!self->connecting)
         return -1;
-    int64_t left = self->timer_due_ms - now_ms();
+    int64_t due = self->connecting->connect_due_ms;
+    for (conn_t *c = self->connecting->next; c; c = c->next)
+        if (c->connect_due_ms < due)
+            due = c->connect_due_ms;
+    int64_t left = due - now_ms();
     return left > 0 ? (long)left : 0;
 }
 
@@ -431,15 +850,8 @@ bool agpu_forward_busy(agpu_forward_t *self)
 
 void agpu_forward_run(agpu_forward_t *self)
 {
-    int running;
     run_kicks(self);
-    /* new transfers set a zero timer: start them now rather than after another poll (a few
-     * rounds at most: libcurl may keep asking for "now" while it resolves or connects) */
-    for (int round = 0; round < 4 && self->timer_due_ms >= 0 && self->timer_due_ms <= now_ms();
-         round++) {
-        self->timer_due_ms = -1;
-        curl_multi_socket_action(self->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-    }
-    reap_finished(self);
+    if (self->connecting)
+        expire_connects(self);
     wake_touched(self);
 }

@@ -667,7 +667,7 @@ static void on_request_done(void *cls, struct MHD_Connection *conn, void **req_c
     agpu_gather_destroy(&req->gather);
     http_attempt_end(self, req); /* (a no-op if it ended already) */
     if (req->ex) {
-        /* A complete answer may be out before libcurl reports the transfer done: leave that
+        /* A complete answer may be out before the forwarder ends the transfer: leave that
          * transfer alone, so its connection is kept for the next request. */
         if (why != MHD_REQUEST_TERMINATED_COMPLETED_OK || !req->delivered) {
             agpu_debug("request ended early (code %d): cancelling upstream", (int)why);

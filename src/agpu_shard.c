@@ -1,8 +1,8 @@
 /* A shard's thread: one epoll loop over the front door's epoll descriptor, the forwarder's
  * upstream sockets and a wake-up descriptor. Its loop, each turn:
- *   1. wait for a socket, a timer (libmicrohttpd's, libcurl's, the waiting requests'), or
+ *   1. wait for a socket, a timer (libmicrohttpd's, a connect timeout, the waiting requests'), or
  *      the wake-up descriptor (the stop signal, or the mesh queue saying a slot freed);
- *   2. let libcurl read and write the upstream sockets that are ready, then look after the
+ *   2. let the forwarder read and write the upstream sockets that are ready, then look after the
  *      requests that wait (in the mesh queue, for a peer's first byte) if they are due;
  *   3. let libmicrohttpd serve the clients that are ready or resumed (this may start
  *      exchanges);
