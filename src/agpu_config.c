@@ -146,6 +146,13 @@ static bool parse_bool(const char *text, bool *out)
     return false;
 }
 
+/* The forwarder speaks plain HTTP/1.1 (Ollama serves nothing else); a TLS proxy in front of
+ * an Ollama elsewhere is not an upstream agpu can use. */
+static bool is_https(const char *base_url)
+{
+    return strncmp(base_url, "https://", 8) == 0;
+}
+
 static int set_hostport(loader_t *l, const option_t *o, const char *value, char *host,
                         uint16_t *port)
 {
@@ -189,6 +196,9 @@ static int set_option(loader_t *l, const option_t *o, const char *value, source_
             c->ollama[0] = '\0';
         else if (agpu_url_ollama_base(value, c->ollama, sizeof c->ollama) != 0)
             rc = fail(l, "--ollama: '%s' is not an Ollama address (URL, HOST[:PORT] or none)",
+                      value);
+        else if (is_https(c->ollama))
+            rc = fail(l, "--ollama: '%s': agpu forwards plain HTTP; give Ollama's http:// address",
                       value);
         break;
     case OPT_PEER: {
@@ -372,9 +382,13 @@ static int load_file(loader_t *l, const char *path)
 static int load_env(loader_t *l, char *const envp[])
 {
     const char *ollama_host = env_value(envp, "OLLAMA_HOST");
-    if (ollama_host && ollama_host[0] && l->set_by[OPT_OLLAMA] == SRC_DEFAULT &&
-        agpu_url_ollama_base(ollama_host, l->config->ollama, sizeof l->config->ollama) != 0)
-        return fail(l, "OLLAMA_HOST: '%s' is not an Ollama address", ollama_host);
+    if (ollama_host && ollama_host[0] && l->set_by[OPT_OLLAMA] == SRC_DEFAULT) {
+        if (agpu_url_ollama_base(ollama_host, l->config->ollama, sizeof l->config->ollama) != 0)
+            return fail(l, "OLLAMA_HOST: '%s' is not an Ollama address", ollama_host);
+        if (is_https(l->config->ollama))
+            return fail(l, "OLLAMA_HOST: '%s': agpu forwards plain HTTP; give --ollama Ollama's "
+                           "http:// address", ollama_host);
+    }
     unsigned long long parallel;
     const char *num_parallel = env_value(envp, "OLLAMA_NUM_PARALLEL");
     if (num_parallel && parse_uint(num_parallel, 1024, &parallel) == 0 && parallel > 0 &&

@@ -225,9 +225,11 @@ static void test_flag_gossip(void **state)
 
 static void test_flag_ollama_url(void **state)
 {
-    assert_ok(ARGV("--ollama", "https://gpu.example/ollama/"), NO_ENV);
-    assert_string_equal(cfg.ollama, "https://gpu.example:443/ollama");
+    assert_ok(ARGV("--ollama", "http://gpu.example/ollama/"), NO_ENV);
+    assert_string_equal(cfg.ollama, "http://gpu.example:80/ollama");
     assert_false(cfg.ollama_none);
+    assert_fails(ARGV("--ollama", "https://gpu.example/ollama/"), NO_ENV,
+                 "--ollama: 'https://gpu.example/ollama/': agpu forwards plain HTTP");
 }
 
 static void test_flag_ollama_host_port_and_wildcard(void **state)
@@ -551,8 +553,10 @@ static void test_env_ollama_host_wildcard_is_loopback(void **state)
 
 static void test_env_ollama_host_quoted(void **state)
 {
-    assert_ok(NO_ARGS, ENVP("OLLAMA_HOST=\"https://gpu.example\""));
-    assert_string_equal(cfg.ollama, "https://gpu.example:443");
+    assert_ok(NO_ARGS, ENVP("OLLAMA_HOST=\"http://gpu.example\""));
+    assert_string_equal(cfg.ollama, "http://gpu.example:80");
+    assert_fails(NO_ARGS, ENVP("OLLAMA_HOST=\"https://gpu.example\""),
+                 "OLLAMA_HOST: '\"https://gpu.example\"': agpu forwards plain HTTP");
 }
 
 static void test_env_ollama_host_empty_ignored(void **state)
