@@ -7,6 +7,7 @@
  * show what the other libraries cost on their own. Nothing of agpu's own code runs here. */
 #include <avahi-common/error.h>
 #include <czmq.h>
+#include <http_parser.h>
 #include <jansson.h>
 #include <microhttpd.h>
 #include <msgpack.h>
@@ -32,8 +33,9 @@ int main(void)
     zsock_t *sock = zsock_new(ZMQ_PULL);
     if (!json || !sock || zsock_bind(sock, "tcp://127.0.0.1:*") < 0)
         return 1;
-    printf("libfloor: microhttpd %s, msgpack %s, curl %s, avahi %s, pid %d\n", MHD_get_version(),
-           msgpack_version(), curl, avahi_strerror(AVAHI_OK), (int)getpid());
+    printf("libfloor: microhttpd %s, msgpack %s, curl %s, http-parser %lx, avahi %s, pid %d\n",
+           MHD_get_version(), msgpack_version(), curl, http_parser_version(),
+           avahi_strerror(AVAHI_OK), (int)getpid());
     fflush(stdout);
     while (true)
         pause();
