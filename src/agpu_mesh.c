@@ -59,7 +59,7 @@ struct agpu_mesh {
         double tokens_per_s, ttft_ms; /* moving averages; 0 until measured */
     } counts[AGPU_MSG_MAX_MODELS];
     size_t n_counts;
-    atomic_bool load_changed;
+    atomic_bool load_changed; /* counts changed since the last STATE: the first change wakes */
     atomic_bool draining;
     atomic_uint_fast64_t dropped;
     char error[256];
@@ -236,6 +236,8 @@ static int64_t next_beat(int64_t now, int64_t heartbeat_ms)
 static void broadcast_state(actor_t *a, int64_t now)
 {
     bool with_digest = a->membership_changed || ++a->beats % MESH_DIGEST_EVERY == 0;
+    /* cleared before the counts are read: a change from now on wakes us for another STATE */
+    atomic_store(&a->mesh->load_changed, false);
     size_t len = current_state(a, with_digest);
     if (len == 0)
         return;
@@ -395,7 +397,7 @@ static void on_commands(actor_t *a, int64_t now)
     uint64_t count;
     ssize_t ignored = read(a->mesh->wake_fd, &count, sizeof count);
     (void)ignored;
-    if (atomic_exchange(&a->mesh->load_changed, false) && a->state_due < 0)
+    if (atomic_load(&a->mesh->load_changed) && a->state_due < 0)
         a->state_due = now + a->mesh->options.timeouts.debounce_ms;
     pthread_mutex_lock(&a->mesh->lock);
     command_t *cmd = a->mesh->queue_head;
