@@ -1,8 +1,10 @@
 """Big bodies both ways: large blob uploads (sized and chunked), the --max-body limit (413 with a
 JSON error, node keeps serving), and large responses and lines passed whole."""
 
+import http.client
 import json
 import os
+import socket
 import time
 
 import pytest
@@ -108,6 +110,42 @@ def test_large_json_response_passed_whole(cluster):
     assert direct.status == 200 and len(direct.body) > 1 * MB, (direct.status, len(direct.body))
     harness.assert_parity(direct, via, "big-node")
     assert len(via.json()["embeddings"]) == 64 and len(via.json()["embeddings"][0]) == 4096
+
+
+@pytest.mark.timeout_s(30)
+def test_large_json_response_to_a_slow_reader(cluster):
+    """A client that reads a multi-megabyte reply slowly fills agpu's buffer again and again,
+    so the upstream is paused and resumed many times, its last bytes included; the reply still
+    arrives whole, and the next request on the same connection is served."""
+    sim, node = cluster.pair(sim_kw=dict(embed_dim=4096), agpu_kw=dict(name="slow-reader-node"))
+    body = {"model": "nomic-embed-text", "input": [f"text number {i}" for i in range(256)]}
+    direct = harness.request(sim.port, "POST", "/api/embed", json_body=body, timeout=20)
+    # more than the kernel's socket buffers on both sides and agpu's own can hold together
+    assert direct.status == 200 and len(direct.body) > 8 * MB, (direct.status, len(direct.body))
+    conn = http.client.HTTPConnection(harness.HOST, node.port, timeout=20)
+    conn.sock = socket.socket()
+    conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)  # a small window
+    conn.sock.settimeout(20)
+    conn.sock.connect((harness.HOST, node.port))
+    try:
+        conn.request("POST", "/api/embed", body=json.dumps(body),
+                     headers={"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        assert resp.status == 200, resp.status
+        got = bytearray()
+        while True:
+            piece = resp.read(32 * 1024)
+            if not piece:
+                break
+            got += piece
+            time.sleep(0.002)  # about 16 MB/s: far slower than agpu reads its upstream
+        assert harness.normalize(json.loads(got)) == harness.normalize(direct.json()), \
+            "the slowly read reply differs from Ollama's own"
+        conn.request("GET", "/api/version")
+        again = conn.getresponse()
+        assert again.status == 200 and json.loads(again.read())["version"], again.status
+    finally:
+        conn.close()
 
 
 @pytest.mark.timeout_s(30)
