@@ -1,60 +1,33 @@
 /* The forwarder: each exchange becomes one HTTP/1.1 request on a kept-alive upstream
- * connection of the shard, driven by the shard's epoll loop. agpu_h1 writes the request head
- * and parses the answer; this file owns the sockets, the pool of idle connections and the
- * flow between them and the exchanges. Everything here runs on the shard's thread, as do the
- * front door's callbacks that kick it.
+ * connection of the shard (agpu_upstream), driven by the shard's epoll loop. agpu_h1 writes
+ * the request head and parses the answer; this file moves the bytes between the connections
+ * and the exchanges. Everything here runs on the shard's thread, as do the front door's
+ * callbacks that kick it.
  *
  * System calls per request on a reused connection: one sendmsg (head and a preloaded body
  * together) and usually one recv (the answer; reading stops when the parser says it is
- * complete). Sockets are registered once, edge-triggered, for as long as they are open, so
- * reuse costs no epoll_ctl; an idle socket stays registered, so a server's close is seen
- * and the socket closed. */
+ * complete). */
 #include "agpu_forward.h"
 
 #include "agpu_h1.h"
 #include "agpu_log.h"
+#include "agpu_upstream.h"
 
 #include <errno.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
-#include <time.h>
-#include <unistd.h>
 
 /* One recv: also the most one call hands the exchange at once. Shared by the shard's
  * connections: the parser copies what it keeps, the exchange's pipe the body. */
 #define FORWARD_READ_SIZE (64U * 1024U)
 /* One give_body pull of a streamed request body. */
 #define FORWARD_UPLOAD_SIZE (64U * 1024U)
-/* Idle upstream connections kept for reuse, per shard. */
-#define FORWARD_MAX_IDLE_CONNECTIONS 256
 
-struct transfer;
-
-typedef enum { LIST_NONE, LIST_IDLE, LIST_CONNECTING } conn_list_t;
-
-typedef struct conn {
-    int fd;
-    char key[sizeof((agpu_h1_url_t *)0)->authority]; /* host:port, as in the URL */
-    bool connecting;
-    bool peer_closing; /* epoll saw the peer's FIN or an error: read to the end */
-    bool reused;       /* it carried an answer before: a failure before any byte is retried */
-    int64_t connect_due_ms;
-    struct addrinfo *addrs, *addr_next; /* while connecting: the addresses left to try */
-    int connect_errno;
-    struct transfer *t; /* the request it carries; NULL when idle */
-    agpu_h1_response_t *response;
-    char *rest; /* bytes read but not parsed when the parser paused */
-    size_t rest_len;
-    conn_list_t list;
-    struct conn *prev, *next; /* in the idle list (most recent first) or the connecting one */
-} conn_t;
+typedef agpu_upstream_conn_t conn_t;
 
 typedef struct transfer {
     agpu_exchange_t *ex;
@@ -86,26 +59,14 @@ typedef struct {
 } ex_list_t;
 
 struct agpu_forward {
-    int epoll_fd;
+    agpu_upstream_t *pool;
     unsigned connect_timeout_ms;
     bool stopped;
     transfer_t *running;
-    conn_t **by_fd; /* open connections by socket number */
-    size_t by_fd_len;
-    conn_t *idle, *idle_tail;
-    size_t idle_count;
-    conn_t *connecting;
     ex_list_t kicked;  /* exchanges kicked since the last run */
     ex_list_t touched; /* exchanges whose state changed in this batch */
     char read_buffer[FORWARD_READ_SIZE];
 };
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static bool list_push(ex_list_t *list, agpu_exchange_t *ex)
 {
@@ -178,182 +139,6 @@ static bool on_body(void *arg, const char *data, size_t len)
 
 static const agpu_h1_sink_t answer_sink = {on_head_begin, on_header, on_head_done, on_body};
 
-/* ---- connections ---- */
-
-static void list_unlink(agpu_forward_t *self, conn_t *c)
-{
-    conn_t **head = c->list == LIST_IDLE ? &self->idle : &self->connecting;
-    if (c->list == LIST_NONE)
-        return;
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        *head = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    else if (c->list == LIST_IDLE)
-        self->idle_tail = c->prev;
-    if (c->list == LIST_IDLE)
-        self->idle_count--;
-    c->prev = c->next = NULL;
-    c->list = LIST_NONE;
-}
-
-static void list_push_front(agpu_forward_t *self, conn_t *c, conn_list_t list)
-{
-    conn_t **head = list == LIST_IDLE ? &self->idle : &self->connecting;
-    c->list = list;
-    c->prev = NULL;
-    c->next = *head;
-    if (c->next)
-        c->next->prev = c;
-    else if (list == LIST_IDLE)
-        self->idle_tail = c;
-    *head = c;
-    if (list == LIST_IDLE)
-        self->idle_count++;
-}
-
-/* Closes the socket (which also takes it out of the epoll set) and forgets it. */
-static void close_socket(agpu_forward_t *self, conn_t *c)
-{
-    if (c->fd < 0)
-        return;
-    if ((size_t)c->fd < self->by_fd_len)
-        self->by_fd[c->fd] = NULL;
-    close(c->fd);
-    c->fd = -1;
-}
-
-static void conn_close(agpu_forward_t *self, conn_t *c)
-{
-    list_unlink(self, c);
-    close_socket(self, c);
-    if (c->addrs)
-        freeaddrinfo(c->addrs);
-    agpu_h1_response_free(&c->response);
-    free(c->rest);
-    free(c);
-}
-
-/* Back to the pool after a complete answer; the oldest idle connection goes past the cap. */
-static void conn_release(agpu_forward_t *self, conn_t *c)
-{
-    c->t = NULL;
-    c->reused = true;
-    if (self->stopped || c->rest) {
-        conn_close(self, c);
-        return;
-    }
-    list_push_front(self, c, LIST_IDLE);
-    if (self->idle_count > FORWARD_MAX_IDLE_CONNECTIONS)
-        conn_close(self, self->idle_tail);
-}
-
-static conn_t *conn_take_idle(agpu_forward_t *self, const char *key)
-{
-    for (conn_t *c = self->idle; c; c = c->next) {
-        if (strcmp(c->key, key) == 0) {
-            list_unlink(self, c);
-            return c;
-        }
-    }
-    return NULL;
-}
-
-static bool watch_socket(agpu_forward_t *self, conn_t *c)
-{
-    if ((size_t)c->fd >= self->by_fd_len) {
-        size_t len = self->by_fd_len ? self->by_fd_len : 256;
-        while (len <= (size_t)c->fd)
-            len *= 2;
-        conn_t **grown = realloc(self->by_fd, len * sizeof *grown);
-        if (!grown)
-            return false;
-        memset(grown + self->by_fd_len, 0, (len - self->by_fd_len) * sizeof *grown);
-        self->by_fd = grown;
-        self->by_fd_len = len;
-    }
-    /* once, edge-triggered, for the socket's life: reads and writes go on until EAGAIN */
-    struct epoll_event ev = {
-        .events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
-        .data.u64 = (uint64_t)c->fd,
-    };
-    if (epoll_ctl(self->epoll_fd, EPOLL_CTL_ADD, c->fd, &ev) != 0)
-        return false;
-    self->by_fd[c->fd] = c;
-    return true;
-}
-
-/* Starts connecting to the next address; false when none is left (c->connect_errno says
- * why the last failed). */
-static bool connect_next(agpu_forward_t *self, conn_t *c)
-{
-    close_socket(self, c);
-    for (; c->addr_next; c->addr_next = c->addr_next->ai_next) {
-        const struct addrinfo *a = c->addr_next;
-        int fd = socket(a->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (fd < 0) {
-            c->connect_errno = errno;
-            continue;
-        }
-        int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
-        int rc = connect(fd, a->ai_addr, a->ai_addrlen);
-        if (rc != 0 && errno != EINPROGRESS) {
-            c->connect_errno = errno;
-            close(fd);
-            continue;
-        }
-        c->fd = fd;
-        if (!watch_socket(self, c)) {
-            c->connect_errno = errno ? errno : ENOMEM;
-            close(fd);
-            c->fd = -1;
-            return false;
-        }
-        c->addr_next = c->addr_next->ai_next;
-        c->connecting = rc != 0;
-        return true;
-    }
-    return false;
-}
-
-/* A new connection to url's host and port. Names are resolved here, blocking (getaddrinfo):
- * upstreams are given as IP literals almost always, and a kept-alive connection is reused for
- * every later request, so this is rare. NULL with reason[] filled when it cannot start. */
-static conn_t *conn_open(agpu_forward_t *self, const agpu_h1_url_t *url, char *reason,
-                         size_t reason_size)
-{
-    conn_t *c = calloc(1, sizeof *c);
-    if (!c || !(c->response = agpu_h1_response_new(&answer_sink))) {
-        free(c);
-        snprintf(reason, reason_size, "out of memory");
-        return NULL;
-    }
-    c->fd = -1;
-    snprintf(c->key, sizeof c->key, "%s", url->authority);
-    struct addrinfo hints = {
-        .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
-    int rc = getaddrinfo(url->host, url->port, &hints, &c->addrs);
-    if (rc != 0) {
-        snprintf(reason, reason_size, "cannot resolve %.100s: %s", url->host, gai_strerror(rc));
-        conn_close(self, c);
-        return NULL;
-    }
-    c->addr_next = c->addrs;
-    if (!connect_next(self, c)) {
-        snprintf(reason, reason_size, "%s", strerror(c->connect_errno));
-        conn_close(self, c);
-        return NULL;
-    }
-    c->connect_due_ms = now_ms() + self->connect_timeout_ms;
-    if (c->connecting)
-        list_push_front(self, c, LIST_CONNECTING);
-    return c;
-}
-
 /* ---- transfers ---- */
 
 static void transfer_free(agpu_forward_t *self, transfer_t *t)
@@ -377,14 +162,8 @@ static void transfer_free(agpu_forward_t *self, transfer_t *t)
 static void transfer_end(agpu_forward_t *self, transfer_t *t, const char *error, bool keep_conn)
 {
     agpu_exchange_finish(t->ex, error);
-    conn_t *c = t->conn;
-    if (c) {
-        c->t = NULL;
-        if (keep_conn)
-            conn_release(self, c);
-        else
-            conn_close(self, c);
-    }
+    if (t->conn)
+        agpu_upstream_release(self->pool, t->conn, keep_conn && !self->stopped);
     transfer_free(self, t);
 }
 
@@ -459,8 +238,7 @@ static int retry_fresh(agpu_forward_t *self, transfer_t *t)
     agpu_debug("upstream connection to %s went stale: retrying", c->key);
     t->retried = true;
     t->conn = NULL;
-    c->t = NULL;
-    conn_close(self, c);
+    agpu_upstream_release(self->pool, c, false);
     return transfer_connect(self, t, true) ? RETRY_RUNNING : RETRY_ENDED;
 }
 
@@ -518,17 +296,14 @@ static bool send_request(agpu_forward_t *self, transfer_t *t)
  * if it is connected. Returns whether t still runs. */
 static bool transfer_connect(agpu_forward_t *self, transfer_t *t, bool fresh)
 {
-    conn_t *c = fresh ? NULL : conn_take_idle(self, t->url.authority);
+    char reason[AGPU_ERROR_MAX / 2];
+    conn_t *c = agpu_upstream_get(self->pool, &t->url, fresh, reason, sizeof reason);
     if (!c) {
-        char reason[AGPU_ERROR_MAX / 2];
-        c = conn_open(self, &t->url, reason, sizeof reason);
-        if (!c) {
-            transfer_fail(self, t, reason);
-            return false;
-        }
+        transfer_fail(self, t, reason);
+        return false;
     }
     t->conn = c;
-    c->t = t;
+    c->user = t;
     agpu_h1_response_start(c->response, t, t->head_request);
     queue_request(t);
     return c->connecting || send_request(self, t);
@@ -587,7 +362,7 @@ static void transfer_start(agpu_forward_t *self, agpu_exchange_t *ex)
  * ended or paused. */
 static bool parse_answer(agpu_forward_t *self, conn_t *c, const char *data, size_t len)
 {
-    transfer_t *t = c->t;
+    transfer_t *t = c->user;
     size_t used;
     agpu_h1_state_t state = agpu_h1_response_feed(c->response, data, len, &used);
     switch (state) {
@@ -618,7 +393,7 @@ static bool parse_answer(agpu_forward_t *self, conn_t *c, const char *data, size
 
 static void answer_eof(agpu_forward_t *self, conn_t *c)
 {
-    transfer_t *t = c->t;
+    transfer_t *t = c->user;
     if (agpu_h1_response_eof(c->response) == AGPU_H1_DONE)
         transfer_end(self, t, NULL, false);
     else if (retry_fresh(self, t) == RETRY_NOT)
@@ -643,7 +418,7 @@ static void read_answer(agpu_forward_t *self, conn_t *c)
         } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
             return;
         } else if (errno != EINTR) {
-            transfer_t *t = c->t;
+            transfer_t *t = c->user;
             int err = errno;
             if (retry_fresh(self, t) == RETRY_NOT)
                 transfer_fail(self, t, strerror(err));
@@ -673,51 +448,24 @@ static void resume_answer(agpu_forward_t *self, transfer_t *t)
 
 /* ---- events ---- */
 
-static void connected(agpu_forward_t *self, conn_t *c)
+static void connect_event(agpu_forward_t *self, conn_t *c)
 {
-    int err = 0;
-    socklen_t len = sizeof err;
-    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
-        err = errno;
-    if (err == 0) {
-        c->connecting = false;
-        list_unlink(self, c);
-        send_request(self, c->t);
-        return;
-    }
-    c->connect_errno = err;
-    if (!connect_next(self, c)) {
-        transfer_fail(self, c->t, strerror(c->connect_errno));
-    } else if (!c->connecting) {
-        list_unlink(self, c);
-        send_request(self, c->t);
-    }
-}
-
-/* An idle connection had an event: the server closed it (or sent what nobody asked for). */
-static void idle_event(agpu_forward_t *self, conn_t *c, uint32_t events)
-{
-    if (!(events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)))
-        return;
-    ssize_t n = recv(c->fd, self->read_buffer, 1, MSG_PEEK);
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
-        return;
-    conn_close(self, c);
+    transfer_t *t = c->user;
+    int state = agpu_upstream_connect_event(self->pool, c);
+    if (state > 0)
+        send_request(self, t);
+    else if (state < 0)
+        transfer_fail(self, t, strerror(c->connect_errno));
 }
 
 static void expire_connects(agpu_forward_t *self)
 {
-    int64_t now = now_ms();
-    conn_t *c = self->connecting;
-    while (c) {
-        conn_t *next = c->next;
-        if (c->connect_due_ms <= now) {
-            char reason[96];
-            snprintf(reason, sizeof reason, "connection timed out after %u ms",
-                     self->connect_timeout_ms);
-            transfer_fail(self, c->t, reason);
-        }
-        c = next;
+    conn_t *c;
+    while ((c = agpu_upstream_expired(self->pool))) {
+        char reason[96];
+        snprintf(reason, sizeof reason, "connection timed out after %u ms",
+                 self->connect_timeout_ms);
+        transfer_fail(self, c->user, reason); /* which closes c */
     }
 }
 
@@ -769,7 +517,10 @@ agpu_forward_t *agpu_forward_new(unsigned connect_timeout_ms, int epoll_fd)
     if (!self)
         return NULL;
     self->connect_timeout_ms = connect_timeout_ms;
-    self->epoll_fd = epoll_fd;
+    if (!(self->pool = agpu_upstream_new(epoll_fd, connect_timeout_ms, &answer_sink))) {
+        free(self);
+        return NULL;
+    }
     return self;
 }
 
@@ -779,8 +530,7 @@ void agpu_forward_stop(agpu_forward_t *self)
     run_kicks(self);
     while (self->running)
         transfer_end(self, self->running, "agpu is shutting down", false);
-    while (self->idle)
-        conn_close(self, self->idle);
+    agpu_upstream_close_idle(self->pool);
     wake_touched(self);
 }
 
@@ -791,7 +541,7 @@ void agpu_forward_destroy(agpu_forward_t **self_p)
         return;
     *self_p = NULL;
     agpu_forward_stop(self);
-    free(self->by_fd);
+    agpu_upstream_destroy(&self->pool);
     free(self->kicked.items);
     free(self->touched.items);
     free(self);
@@ -810,19 +560,19 @@ void agpu_forward_kick(void *arg, agpu_exchange_t *ex)
 
 void agpu_forward_socket_ready(agpu_forward_t *self, int fd, uint32_t events)
 {
-    conn_t *c = fd >= 0 && (size_t)fd < self->by_fd_len ? self->by_fd[fd] : NULL;
+    conn_t *c = agpu_upstream_find(self->pool, fd);
     if (!c)
         return; /* closed earlier in this batch */
-    if (!c->t) {
-        idle_event(self, c, events);
+    if (!c->user) {
+        agpu_upstream_idle_event(self->pool, c, events);
         return;
     }
     if (c->connecting) {
         if (events & (EPOLLOUT | EPOLLERR | EPOLLHUP))
-            connected(self, c);
+            connect_event(self, c);
         return;
     }
-    transfer_t *t = c->t;
+    transfer_t *t = c->user;
     if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
         c->peer_closing = true;
     if ((events & (EPOLLOUT | EPOLLERR)) && t->out_n > 0 && !send_request(self, t))
@@ -833,14 +583,7 @@ void agpu_forward_socket_ready(agpu_forward_t *self, int fd, uint32_t events)
 
 long agpu_forward_timeout_ms(agpu_forward_t *self)
 {
-    if (!self->connecting)
-        return -1;
-    int64_t due = self->connecting->connect_due_ms;
-    for (conn_t *c = self->connecting->next; c; c = c->next)
-        if (c->connect_due_ms < due)
-            due = c->connect_due_ms;
-    int64_t left = due - now_ms();
-    return left > 0 ? (long)left : 0;
+    return agpu_upstream_timeout_ms(self->pool);
 }
 
 bool agpu_forward_busy(agpu_forward_t *self)
@@ -851,7 +594,6 @@ bool agpu_forward_busy(agpu_forward_t *self)
 void agpu_forward_run(agpu_forward_t *self)
 {
     run_kicks(self);
-    if (self->connecting)
-        expire_connects(self);
+    expire_connects(self);
     wake_touched(self);
 }

@@ -1,0 +1,76 @@
+/* The forwarder's upstream connections, one pool per shard: sockets to HTTP/1.1 servers,
+ * connected without blocking, registered once (edge-triggered) in the shard's epoll set for
+ * their whole life, and kept idle per host:port for the next request. An idle socket stays
+ * registered, so a server's close is seen and the socket closed. Single-threaded (the
+ * shard's thread). */
+#ifndef AGPU_UPSTREAM_H
+#define AGPU_UPSTREAM_H
+
+#include "agpu_h1.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct addrinfo;
+
+typedef struct agpu_upstream agpu_upstream_t;
+
+/* One connection. The forwarder reads and writes the fields above the line; the pool owns
+ * the rest. */
+typedef struct agpu_upstream_conn {
+    int fd;
+    bool connecting;   /* its non-blocking connect has not completed */
+    bool peer_closing; /* epoll saw the peer's FIN or an error: read to the end */
+    bool reused;       /* it carried an answer before: a failure before any byte is retried */
+    int connect_errno; /* why the last connect failed */
+    void *user;        /* the request it carries; NULL when idle */
+    agpu_h1_response_t *response;
+    char *rest; /* bytes read but not parsed when the parser paused */
+    size_t rest_len;
+    /* ---- the pool's ---- */
+    char key[sizeof((agpu_h1_url_t *)0)->authority]; /* host:port, as in the URL */
+    int64_t connect_due_ms;
+    struct addrinfo *addrs, *addr_next; /* while connecting: the addresses left to try */
+    int list;
+    struct agpu_upstream_conn *prev, *next;
+} agpu_upstream_conn_t;
+
+/* A pool whose sockets are watched by epoll_fd, with the socket number as their epoll data;
+ * each connection's response parser reports to sink. NULL when out of memory. */
+agpu_upstream_t *agpu_upstream_new(int epoll_fd, unsigned connect_timeout_ms,
+                                   const agpu_h1_sink_t *sink);
+/* Closes every connection, idle or not, and frees the pool. */
+void agpu_upstream_destroy(agpu_upstream_t **self_p);
+
+/* A connection to url's host and port: an idle one (unless fresh), else a new one, which may
+ * still be connecting. Host names are resolved here, blocking (getaddrinfo): upstreams are
+ * IP literals almost always, and a kept-alive connection serves every later request, so this
+ * is rare. NULL with reason[] filled when none can be had. */
+agpu_upstream_conn_t *agpu_upstream_get(agpu_upstream_t *self, const agpu_h1_url_t *url,
+                                        bool fresh, char *reason, size_t reason_size);
+/* The request on c is over: c goes back to the pool when keep (and nothing unparsed is left
+ * in it), else it is closed and freed. The oldest idle connection goes past the cap. */
+void agpu_upstream_release(agpu_upstream_t *self, agpu_upstream_conn_t *c, bool keep);
+
+/* The connection whose socket is fd, or NULL (closed earlier in this batch of events). */
+agpu_upstream_conn_t *agpu_upstream_find(agpu_upstream_t *self, int fd);
+
+/* A connecting c had an event: 1 connected, 0 still connecting (to its next address),
+ * -1 failed (c->connect_errno says why). */
+int agpu_upstream_connect_event(agpu_upstream_t *self, agpu_upstream_conn_t *c);
+
+/* An idle c had an event: the server closed it (or sent what nobody asked for), so it is
+ * closed; anything else is ignored. */
+void agpu_upstream_idle_event(agpu_upstream_t *self, agpu_upstream_conn_t *c, uint32_t events);
+
+/* A connecting connection past its connect timeout, or NULL. */
+agpu_upstream_conn_t *agpu_upstream_expired(agpu_upstream_t *self);
+
+/* Milliseconds until the first connect timeout; -1: nothing is connecting. */
+long agpu_upstream_timeout_ms(agpu_upstream_t *self);
+
+/* Closes every idle connection. */
+void agpu_upstream_close_idle(agpu_upstream_t *self);
+
+#endif
