@@ -2,22 +2,22 @@
  * and a request head need, the head itself, and chunk framing. */
 #include "agpu_h1.h"
 
+#include "agpu_url.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-static bool valid_port(const char *digits, size_t len)
+/* A URL without a port: the host alone, on port 80. */
+static int host_without_port(agpu_h1_url_t *out, const char *host, size_t host_len)
 {
-    if (len == 0 || len > 5)
-        return false;
-    unsigned value = 0;
-    for (size_t i = 0; i < len; i++) {
-        if (digits[i] < '0' || digits[i] > '9')
-            return false;
-        value = value * 10 + (unsigned)(digits[i] - '0');
-    }
-    return value >= 1 && value <= 65535;
+    if (host_len == 0 || host_len >= sizeof out->host)
+        return -1;
+    memcpy(out->host, host, host_len);
+    out->host[host_len] = '\0';
+    strcpy(out->port, "80");
+    return 0;
 }
 
 int agpu_h1_parse_url(const char *url, agpu_h1_url_t *out)
@@ -27,41 +27,28 @@ int agpu_h1_parse_url(const char *url, agpu_h1_url_t *out)
         return -1;
     const char *authority = url + sizeof scheme - 1;
     size_t authority_len = strcspn(authority, "/?#");
-    const char *end = authority + authority_len;
-    const char *host = authority, *host_end, *port = NULL;
-    if (*host == '[') {
-        host++;
-        host_end = memchr(host, ']', authority_len);
-        if (!host_end)
-            return -1;
-        if (host_end + 1 < end) {
-            if (host_end[1] != ':')
-                return -1;
-            port = host_end + 2;
-        }
-    } else {
-        host_end = memchr(host, ':', authority_len);
-        if (host_end)
-            port = host_end + 1;
-        else
-            host_end = end;
-    }
-    size_t host_len = (size_t)(host_end - host);
-    size_t port_len = port ? (size_t)(end - port) : 0;
-    if (host_len == 0 || host_len >= sizeof out->host || authority_len >= sizeof out->authority ||
-        (port && !valid_port(port, port_len)))
+    if (authority_len == 0 || authority_len >= sizeof out->authority)
         return -1;
-    memcpy(out->host, host, host_len);
-    out->host[host_len] = '\0';
-    if (port) {
-        memcpy(out->port, port, port_len);
-        out->port[port_len] = '\0';
-    } else {
-        strcpy(out->port, "80");
-    }
     memcpy(out->authority, authority, authority_len);
     out->authority[authority_len] = '\0';
+    const char *end = authority + authority_len;
     out->target = *end == '#' ? "" : end;
+
+    const char *a = out->authority;
+    if (a[0] == '[') {
+        const char *close = strchr(a, ']');
+        if (!close)
+            return -1;
+        if (close[1] == '\0')
+            return host_without_port(out, a + 1, (size_t)(close - a - 1));
+    } else if (!strchr(a, ':')) {
+        return host_without_port(out, a, authority_len);
+    }
+    /* HOST:PORT or [V6]:PORT, read as every endpoint agpu is given */
+    uint16_t port;
+    if (agpu_url_split_hostport(a, out->host, sizeof out->host, &port) != 0)
+        return -1;
+    snprintf(out->port, sizeof out->port, "%u", (unsigned)port);
     return 0;
 }
 
