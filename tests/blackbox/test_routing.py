@@ -267,6 +267,15 @@ def run_stream(node, body, path="/api/generate", headers=None, timeout=8.0, firs
     return res
 
 
+def start_stream(pool, node, body, timeout=8.0):
+    """Runs run_stream on pool and returns its future once the stream's first line has
+    arrived: the request then holds its slot on the node that serves it."""
+    first = threading.Event()
+    future = pool.submit(run_stream, node, body, timeout=timeout, first_line=first)
+    assert first.wait(4.0), "the stream's first line did not arrive within 4 s"
+    return future
+
+
 def run_all(fns, workers=None):
     """Runs the callables concurrently; returns their results in order."""
     with ThreadPoolExecutor(max_workers=workers or len(fns)) as pool:
@@ -637,9 +646,7 @@ def test_503_from_chosen_peer_fails_over_once(cluster):
     wait_loaded(n2, "n1", "rho")
     pool = ThreadPoolExecutor(max_workers=2)
     try:
-        ev = threading.Event()
-        f1 = pool.submit(run_stream, n2, gen_body("rho", 20), timeout=6.0, first_line=ev)
-        assert ev.wait(4.0)
+        f1 = start_stream(pool, n2, gen_body("rho", 20), timeout=6.0)
         f2 = pool.submit(run_stream, n2, gen_body("rho", 2), timeout=6.0)
         wait_for("n1's simulator queues the second request",
                  lambda: stats(mesh.sim["n1"])["queued"] == 1, 3.0)
@@ -693,10 +700,7 @@ def test_queue_fifo_then_503_with_retry_after(cluster):
     pool = ThreadPoolExecutor(max_workers=3)
     sampler = SimSampler({"q1": sim}).__enter__()
     try:
-        ev = threading.Event()
-        f1 = pool.submit(run_stream, q1, gen_body("slowm", 16, prompt="first"),
-                         timeout=8.0, first_line=ev)
-        assert ev.wait(4.0)
+        f1 = start_stream(pool, q1, gen_body("slowm", 16, prompt="first"), timeout=8.0)
         f2 = pool.submit(run_stream, q1, gen_body("slowm", 4, prompt="second"),
                          timeout=8.0)
         time.sleep(0.1)
@@ -735,10 +739,7 @@ def test_sigterm_with_requests_queued_answers_them_and_exits_cleanly(cluster):
     preload(s1, "slowm")
     pool = ThreadPoolExecutor(max_workers=3)
     try:
-        ev = threading.Event()
-        running = pool.submit(run_stream, s1, gen_body("slowm", 40, prompt="running"),
-                              timeout=8.0, first_line=ev)
-        assert ev.wait(4.0)
+        running = start_stream(pool, s1, gen_body("slowm", 40, prompt="running"), timeout=8.0)
         queued = [pool.submit(generate, s1, "slowm", 4, timeout=8.0, prompt=f"queued {i}")
                   for i in range(2)]
         time.sleep(0.5)  # both now wait in the queue: the one slot is busy for 2 s
@@ -765,9 +766,7 @@ def test_queue_timeout_gives_503_with_retry_after(cluster):
     preload(q1, "slowm")
     pool = ThreadPoolExecutor(max_workers=1)
     try:
-        ev = threading.Event()
-        f1 = pool.submit(run_stream, q1, gen_body("slowm", 30), timeout=8.0, first_line=ev)
-        assert ev.wait(4.0)
+        f1 = start_stream(pool, q1, gen_body("slowm", 30), timeout=8.0)
         r2 = generate(q1, "slowm", 2, timeout=5)
         r1 = f1.result(timeout=10)
     finally:
@@ -790,9 +789,7 @@ def test_busy_warm_replica_waits_then_goes_cold_after_cold_after(cluster):
     wait_loaded(n1, "n1", "phi")
     pool = ThreadPoolExecutor(max_workers=1)
     try:
-        ev = threading.Event()
-        f1 = pool.submit(run_stream, n1, gen_body("phi", 40), timeout=8.0, first_line=ev)
-        assert ev.wait(4.0)
+        f1 = start_stream(pool, n1, gen_body("phi", 40), timeout=8.0)
         assert stats(mesh.sim["n2"])["loads"] == 0
         plan = harness.request(n1.port, "GET", "/agpu/v1/route?model=phi", timeout=3).json()
         tiers = {c["name"]: c["tier"] for c in plan["candidates"]}
@@ -826,9 +823,7 @@ def test_drain_moves_new_work_away_and_undrain_brings_it_back(cluster):
 
     pool = ThreadPoolExecutor(max_workers=1)
     try:
-        ev = threading.Event()
-        inflight = pool.submit(run_stream, n1, gen_body("solo", 40), timeout=8.0, first_line=ev)
-        assert ev.wait(4.0)
+        inflight = start_stream(pool, n1, gen_body("solo", 40), timeout=8.0)
         out = harness.run_cli(["drain", "--host", n1.url])
         assert out.returncode == 0, out.stderr
         wait_for("n2 sees n1 draining", lambda: (peer(n2, "n1") or {}).get("draining") is True,
