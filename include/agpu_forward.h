@@ -4,15 +4,18 @@
 #define AGPU_FORWARD_H
 
 #include "agpu_exchange.h"
+#include "agpu_resolver.h"
 
 #include <stdint.h>
 
 typedef struct agpu_forward agpu_forward_t;
 
 /* A forwarder whose sockets are watched by the shard's epoll instance epoll_fd; their
- * epoll data is the socket number itself (always < AGPU_FORWARD_TAG_LIMIT). Caller owns it. */
+ * epoll data is the socket number itself (always < AGPU_FORWARD_TAG_LIMIT). Host names are
+ * looked up by resolver: when it wakes the shard, run the forwarder. Caller owns it. */
 #define AGPU_FORWARD_TAG_LIMIT (1ULL << 32)
-agpu_forward_t *agpu_forward_new(unsigned connect_timeout_ms, int epoll_fd);
+agpu_forward_t *agpu_forward_new(unsigned connect_timeout_ms, int epoll_fd,
+                                 agpu_resolver_t *resolver);
 
 /* Finishes every transfer with an error, closes every connection and frees everything. */
 void agpu_forward_destroy(agpu_forward_t **self_p);

@@ -56,6 +56,18 @@
  * without leaving a client waiting long for a 502 when it is down. --connect-timeout. */
 #define AGPU_CONNECT_TIMEOUT_MS_DEFAULT 3000U
 
+/* Host names of upstreams (an Ollama named by --ollama, a peer that advertises a name):
+ * addresses kept per name (they are tried in turn; a dual-stack host has two), names cached
+ * (a mesh's worth; the least recently used makes room), shards that may wait on a lookup
+ * (all of them), and how long an answer serves before it is looked up again (meanwhile it still
+ * serves) or a failure before the name is asked for again. getaddrinfo gives no TTL: a minute
+ * follows a renumbered host soon enough without asking the name server per connection. */
+#define AGPU_RESOLVER_MAX_ADDRS 8
+#define AGPU_RESOLVER_MAX_NAMES 256
+#define AGPU_RESOLVER_MAX_WAITERS AGPU_MAX_SHARDS
+#define AGPU_RESOLVER_FRESH_MS 60000
+#define AGPU_RESOLVER_FAILED_MS 2000
+
 /* A client connection idle this long between requests is closed (streams being served are
  * never idle, and a suspended connection never times out). 75 s, as nginx's keepalive_timeout:
  * longer than SDK connection pools keep idle sockets, and it also bounds how long a client

@@ -5,12 +5,15 @@
 #define AGPU_SHARD_H
 
 #include "agpu_http.h"
+#include "agpu_resolver.h"
 
 typedef struct agpu_shard agpu_shard_t;
 
-/* Starts the thread. On failure returns NULL with the reason in error. Caller owns it. */
+/* Starts the thread. Host names of upstreams are looked up by resolver (which must outlive
+ * the shard). On failure returns NULL with the reason in error. Caller owns it. */
 agpu_shard_t *agpu_shard_new(const agpu_http_options_t *options, int listen_fd,
-                             unsigned connect_timeout_ms, char *error, size_t error_size);
+                             unsigned connect_timeout_ms, agpu_resolver_t *resolver,
+                             char *error, size_t error_size);
 
 /* Stops taking requests, ends those under way (with an error to their clients), closes every
  * connection and joins the thread. */

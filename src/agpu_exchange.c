@@ -2,6 +2,7 @@
  * response head, and the rules for who waits for whom. Everything here runs under ex->lock. */
 #include "agpu_exchange.h"
 
+#include "agpu_clock.h"
 #include "agpu_headers.h"
 #include "agpu_json.h"
 #include "agpu_limits.h"
@@ -52,13 +53,6 @@ struct agpu_exchange {
     uint64_t lines;
 };
 
-static int64_t monotonic_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static char *dup_or_null(const char *s)
 {
     return s ? strdup(s) : NULL;
@@ -76,7 +70,7 @@ agpu_exchange_t *agpu_exchange_new(const agpu_request_t *request, const agpu_exc
     ex->front = front;
     ex->forwarder = forwarder;
     ex->content_length = -1;
-    ex->created_ms = monotonic_ms();
+    ex->created_ms = agpu_clock_ms();
     ex->method = dup_or_null(request->method);
     ex->url = dup_or_null(request->url);
     ex->request_headers = calloc(request->header_count + 1, sizeof(char *));
@@ -404,7 +398,7 @@ bool agpu_exchange_take_response(agpu_exchange_t *ex, const void *data, size_t l
         taken = false;
     } else if (agpu_pipe_write(&ex->down, data, len) == 0) {
         if (ex->kind != AGPU_BODY_OTHER) { /* a stream: one line (or SSE line) per token */
-            ex->last_byte_ms = monotonic_ms();
+            ex->last_byte_ms = agpu_clock_ms();
             if (!ex->first_byte_ms)
                 ex->first_byte_ms = ex->last_byte_ms;
             for (const char *p = data, *end = p + len; (p = memchr(p, '\n', (size_t)(end - p)));

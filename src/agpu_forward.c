@@ -448,25 +448,39 @@ static void resume_answer(agpu_forward_t *self, transfer_t *t)
 
 /* ---- events ---- */
 
-static void connect_event(agpu_forward_t *self, conn_t *c)
+/* c's connect (or its host name's lookup) came to state: 1 connected, 0 not yet, -1 failed. */
+static void connected(agpu_forward_t *self, conn_t *c, int state)
 {
     transfer_t *t = c->user;
-    int state = agpu_upstream_connect_event(self->pool, c);
     if (state > 0)
         send_request(self, t);
     else if (state < 0)
-        transfer_fail(self, t, strerror(c->connect_errno));
+        transfer_fail(self, t, c->lookup_error[0] ? c->lookup_error : strerror(c->connect_errno));
 }
 
 static void expire_connects(agpu_forward_t *self)
 {
     conn_t *c;
     while ((c = agpu_upstream_expired(self->pool))) {
-        char reason[96];
-        snprintf(reason, sizeof reason, "connection timed out after %u ms",
-                 self->connect_timeout_ms);
+        char reason[AGPU_ERROR_MAX / 2];
+        const transfer_t *t = c->user;
+        if (c->resolving)
+            snprintf(reason, sizeof reason, "cannot resolve %.100s: no answer within %u ms",
+                     t->url.host, self->connect_timeout_ms);
+        else
+            snprintf(reason, sizeof reason, "connection timed out after %u ms",
+                     self->connect_timeout_ms);
         transfer_fail(self, c->user, reason); /* which closes c */
     }
+}
+
+/* Connections whose host names were looked up since the last run go on. */
+static void run_lookups(agpu_forward_t *self)
+{
+    conn_t *c;
+    int state;
+    while ((c = agpu_upstream_next_resolved(self->pool, &state)))
+        connected(self, c, state);
 }
 
 /* Brings one transfer in line with its exchange after a kick. */
@@ -511,13 +525,14 @@ static void run_kicks(agpu_forward_t *self)
 
 /* ---- public ---- */
 
-agpu_forward_t *agpu_forward_new(unsigned connect_timeout_ms, int epoll_fd)
+agpu_forward_t *agpu_forward_new(unsigned connect_timeout_ms, int epoll_fd,
+                                 agpu_resolver_t *resolver)
 {
     agpu_forward_t *self = calloc(1, sizeof *self);
     if (!self)
         return NULL;
     self->connect_timeout_ms = connect_timeout_ms;
-    if (!(self->pool = agpu_upstream_new(epoll_fd, connect_timeout_ms, &answer_sink))) {
+    if (!(self->pool = agpu_upstream_new(epoll_fd, connect_timeout_ms, &answer_sink, resolver))) {
         free(self);
         return NULL;
     }
@@ -569,7 +584,7 @@ void agpu_forward_socket_ready(agpu_forward_t *self, int fd, uint32_t events)
     }
     if (c->connecting) {
         if (events & (EPOLLOUT | EPOLLERR | EPOLLHUP))
-            connect_event(self, c);
+            connected(self, c, agpu_upstream_connect_event(self->pool, c));
         return;
     }
     transfer_t *t = c->user;
@@ -594,6 +609,7 @@ bool agpu_forward_busy(agpu_forward_t *self)
 void agpu_forward_run(agpu_forward_t *self)
 {
     run_kicks(self);
+    run_lookups(self);
     expire_connects(self);
     wake_touched(self);
 }

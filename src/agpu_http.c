@@ -288,13 +288,6 @@ agpu_exchange_t *http_start_exchange(agpu_http_t *self, struct MHD_Connection *c
 
 /* ---- small helpers ---- */
 
-int64_t http_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Requests after which Ollama's model lists (installed or loaded) may have changed. */
 static bool may_change_models(const char *path)
 {

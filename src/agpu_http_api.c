@@ -64,7 +64,7 @@ enum MHD_Result http_answer_api(agpu_http_t *self, struct MHD_Connection *conn, 
         if (strcmp(path, "/agpu/v1/route") == 0)
             return answer_route(self, conn, req, path);
         agpu_view_t *view = agpu_mesh_view(self->options.mesh);
-        char *body = view ? agpu_json_peers(view, http_now_ms()) : NULL;
+        char *body = view ? agpu_json_peers(view, agpu_clock_ms()) : NULL;
         agpu_view_unref(&view);
         return answer_json(conn, req, body);
     }

@@ -7,6 +7,7 @@
 
 #include "agpu_http.h"
 
+#include "agpu_clock.h"
 #include "agpu_cors.h"
 #include "agpu_exchange.h"
 #include "agpu_gather.h"
@@ -107,8 +108,6 @@ extern const agpu_exchange_ops_t http_exchange_ops; /* a request's own exchange 
 extern const agpu_exchange_ops_t http_gather_ops;   /* one of a mesh-wide list's */
 
 /* ---- agpu_http.c: answers, exchanges, waiting, suspending ---- */
-
-int64_t http_now_ms(void);
 
 /* CORS headers for an allowed origin. */
 void http_add_common_headers(struct MHD_Response *response, const request_t *req);

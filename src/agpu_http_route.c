@@ -179,7 +179,7 @@ bool http_place(agpu_http_t *self, struct MHD_Connection *conn, request_t *req, 
         return false;
     }
     agpu_debug("%s: every slot busy: queued", req->model_asked);
-    req->queued_ms = http_now_ms();
+    req->queued_ms = agpu_clock_ms();
     http_waiting_add(self, req);
     http_suspend(req);
     *rc = MHD_YES;
@@ -200,7 +200,7 @@ void http_attempt_end(agpu_http_t *self, request_t *req)
         agpu_mesh_count_request(self->options.mesh, req->model, -1);
     if (req->ledgered) {
         agpu_ledger_done(self->options.ledger, req->targets[req->attempt].id, req->model,
-                         http_now_ms());
+                         agpu_clock_ms());
     }
     req->counted = req->ledgered = false;
     req->first_byte_due_ms = 0;
@@ -241,7 +241,7 @@ static void account_attempt(agpu_http_t *self, request_t *req)
     if (!req->ledgered && self->options.ledger && req->model[0] && !t->self &&
         req->mode == MODE_ROUTE) {
         /* a peer's count reaches us by gossip: until then the ledger has it */
-        agpu_ledger_sent(self->options.ledger, t->id, req->model, http_now_ms());
+        agpu_ledger_sent(self->options.ledger, t->id, req->model, agpu_clock_ms());
         req->ledgered = true;
     }
 }
@@ -262,7 +262,7 @@ enum MHD_Result http_start_attempt(agpu_http_t *self, struct MHD_Connection *con
     account_attempt(self, req);
     if (!t->self) { /* watched until it answers: a peer that dies is given up for the next */
         if (self->options.first_byte_timeout_ms)
-            req->first_byte_due_ms = http_now_ms() + self->options.first_byte_timeout_ms;
+            req->first_byte_due_ms = agpu_clock_ms() + self->options.first_byte_timeout_ms;
         http_waiting_add(self, req);
     }
     return MHD_YES;
@@ -309,7 +309,7 @@ enum MHD_Result http_begin_gather(agpu_http_t *self, struct MHD_Connection *conn
     agpu_view_unref(&view);
     if (!req->gather)
         return http_answer_error(conn, req, path, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
-    req->gather_due_ms = http_now_ms() + AGPU_GATHER_TIMEOUT_MS;
+    req->gather_due_ms = agpu_clock_ms() + AGPU_GATHER_TIMEOUT_MS;
     http_waiting_add(self, req);
     return MHD_YES;
 }
@@ -318,7 +318,7 @@ enum MHD_Result http_begin_gather(agpu_http_t *self, struct MHD_Connection *conn
 enum MHD_Result http_gather_pass(agpu_http_t *self, struct MHD_Connection *conn, request_t *req,
                                  const char *path)
 {
-    if (!agpu_gather_step(req->gather) && http_now_ms() < req->gather_due_ms) {
+    if (!agpu_gather_step(req->gather) && agpu_clock_ms() < req->gather_due_ms) {
         http_suspend(req);
         return MHD_YES;
     }
@@ -413,7 +413,7 @@ void agpu_http_tend(agpu_http_t *self)
 {
     if (!self->waiting)
         return;
-    int64_t now = http_now_ms();
+    int64_t now = agpu_clock_ms();
     if (!atomic_exchange(&self->tend_due, false) && now < self->next_tend_ms)
         return;
     agpu_view_t *view = self->options.mesh ? agpu_mesh_view(self->options.mesh) : NULL;
@@ -440,6 +440,6 @@ long agpu_http_tend_timeout_ms(agpu_http_t *self)
 {
     if (!self->waiting)
         return -1;
-    int64_t left = self->next_tend_ms - http_now_ms();
+    int64_t left = self->next_tend_ms - agpu_clock_ms();
     return left > 0 ? (long)left : 0;
 }

@@ -3,11 +3,13 @@
 #include "agpu_serve.h"
 
 #include "agpu_discovery.h"
+#include "agpu_h1.h"
 #include "agpu_identity.h"
 #include "agpu_ledger.h"
 #include "agpu_log.h"
 #include "agpu_mesh.h"
 #include "agpu_queue.h"
+#include "agpu_resolver.h"
 #include "agpu_shard.h"
 #include "agpu_watch.h"
 
@@ -127,8 +129,9 @@ static agpu_discovery_t *start_discovery(const agpu_config_t *config, agpu_mesh_
 
 /* Shards accept from one listening socket; each runs a front door and a forwarder. */
 static int start_shards(const agpu_config_t *config, agpu_mesh_t *mesh, agpu_watch_t *watch,
-                        agpu_ledger_t *ledger, agpu_queue_t *queue, int listen_fd,
-                        agpu_shard_t **shards, unsigned count, char *error, size_t error_size)
+                        agpu_ledger_t *ledger, agpu_queue_t *queue, agpu_resolver_t *resolver,
+                        int listen_fd, agpu_shard_t **shards, unsigned count, char *error,
+                        size_t error_size)
 {
     agpu_http_options_t http_options = {
         .ledger = ledger,
@@ -146,9 +149,20 @@ static int start_shards(const agpu_config_t *config, agpu_mesh_t *mesh, agpu_wat
     };
     for (unsigned i = 0; i < count; i++)
         if (!(shards[i] = agpu_shard_new(&http_options, listen_fd, config->connect_timeout_ms,
-                                         error, error_size)))
+                                         resolver, error, error_size)))
             return -1;
     return 0;
+}
+
+/* The local Ollama's host name, when it is one, is looked up now: the first request finds
+ * its addresses ready. */
+static void look_up_ollama(const agpu_config_t *config, agpu_resolver_t *resolver)
+{
+    agpu_h1_url_t url;
+    agpu_addresses_t addresses;
+    char reason[8];
+    if (resolver && !config->ollama_none && agpu_h1_parse_url(config->ollama, &url) == 0)
+        agpu_resolver_lookup(resolver, url.host, url.port, &addresses, reason, sizeof reason);
 }
 
 int agpu_serve(const agpu_config_t *config)
@@ -168,15 +182,17 @@ int agpu_serve(const agpu_config_t *config)
     agpu_discovery_t *discovery = NULL;
     agpu_ledger_t *ledger = agpu_ledger_new();
     agpu_queue_t *queue = agpu_queue_new(config->queue_max);
+    agpu_resolver_t *resolver = agpu_resolver_new(&agpu_resolver_defaults);
+    look_up_ollama(config, resolver);
     int listen_fd = agpu_http_listen(config->listen_host, config->listen_port, error, sizeof error);
     agpu_mesh_t *mesh = listen_fd >= 0 ? start_mesh(config, error, sizeof error) : NULL;
     if (mesh && !config->ollama_none)
         watch = agpu_watch_new(config->ollama, mesh);
     if (mesh && !config->no_mdns && !(discovery = start_discovery(config, mesh)))
         agpu_warn("mDNS discovery could not start: only seeds and peers' peers are used");
-    bool started = mesh && ledger && queue && (config->ollama_none || watch) &&
-                   start_shards(config, mesh, watch, ledger, queue, listen_fd, shards, count,
-                                error, sizeof error) == 0;
+    bool started = mesh && ledger && queue && resolver && (config->ollama_none || watch) &&
+                   start_shards(config, mesh, watch, ledger, queue, resolver, listen_fd, shards,
+                                count, error, sizeof error) == 0;
     int status = 1;
     if (!started) {
         agpu_error("%s", error[0] ? error : "cannot start");
@@ -206,6 +222,7 @@ int agpu_serve(const agpu_config_t *config)
         agpu_queue_close(queue); /* what waits is answered now, before any shard stops */
     for (unsigned i = 0; i < count; i++)
         agpu_shard_destroy(&shards[i]);
+    agpu_resolver_destroy(&resolver);
     agpu_watch_destroy(&watch);
     agpu_mesh_destroy(&mesh);
     agpu_queue_destroy(&queue);

@@ -1,7 +1,8 @@
 /* A shard's thread: one epoll loop over the front door's epoll descriptor, the forwarder's
  * upstream sockets and a wake-up descriptor. Its loop, each turn:
  *   1. wait for a socket, a timer (libmicrohttpd's, a connect timeout, the waiting requests'), or
- *      the wake-up descriptor (the stop signal, or the mesh queue saying a slot freed);
+ *      the wake-up descriptor (the stop signal, the mesh queue saying a slot freed, or the
+ *      resolver saying a host name's lookup ended);
  *   2. let the forwarder read and write the upstream sockets that are ready, then look after the
  *      requests that wait (in the mesh queue, for a peer's first byte) if they are due;
  *   3. let libmicrohttpd serve the clients that are ready or resumed (this may start
@@ -36,6 +37,8 @@ struct agpu_shard {
     atomic_bool stop;
     agpu_forward_t *forward;
     agpu_http_t *http;
+    agpu_resolver_t *resolver;
+    bool subscribed;
 };
 
 static long min_timeout(long a, long b)
@@ -95,6 +98,15 @@ static void *shard_thread(void *arg)
     return NULL;
 }
 
+/* The resolver's wake-up (from its thread): a lookup ended, the forwarder may go on. */
+static void wake_shard(void *arg)
+{
+    agpu_shard_t *self = arg;
+    uint64_t one = 1;
+    ssize_t ignored = write(self->wake_fd, &one, sizeof one);
+    (void)ignored;
+}
+
 static int watch(int epoll_fd, int fd, uint64_t tag)
 {
     struct epoll_event ev = {.events = EPOLLIN, .data.u64 = tag};
@@ -102,18 +114,21 @@ static int watch(int epoll_fd, int fd, uint64_t tag)
 }
 
 agpu_shard_t *agpu_shard_new(const agpu_http_options_t *options, int listen_fd,
-                             unsigned connect_timeout_ms, char *error, size_t error_size)
+                             unsigned connect_timeout_ms, agpu_resolver_t *resolver,
+                             char *error, size_t error_size)
 {
     agpu_shard_t *self = calloc(1, sizeof *self);
     if (!self) {
         snprintf(error, error_size, "out of memory");
         return NULL;
     }
+    self->resolver = resolver;
     self->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
     self->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (self->epoll_fd >= 0 && self->wake_fd >= 0 &&
-        watch(self->epoll_fd, self->wake_fd, SHARD_TAG_WAKE) == 0)
-        self->forward = agpu_forward_new(connect_timeout_ms, self->epoll_fd);
+        watch(self->epoll_fd, self->wake_fd, SHARD_TAG_WAKE) == 0 &&
+        (self->subscribed = agpu_resolver_subscribe(resolver, wake_shard, self)))
+        self->forward = agpu_forward_new(connect_timeout_ms, self->epoll_fd, resolver);
     if (!self->forward)
         snprintf(error, error_size, "cannot set up the event loop");
     else
@@ -143,6 +158,8 @@ void agpu_shard_destroy(agpu_shard_t **self_p)
         (void)ignored;
         pthread_join(self->thread, NULL);
     }
+    if (self->subscribed)
+        agpu_resolver_unsubscribe(self->resolver, self);
     if (self->forward)
         agpu_forward_stop(self->forward);
     agpu_http_destroy(&self->http);

@@ -1,10 +1,12 @@
-/* The forwarder's pool of upstream connections: opening (every address of the host in turn,
- * without blocking, within the connect timeout), watching (once, edge-triggered, for the
- * socket's life, so reuse costs no epoll_ctl), keeping idle per host:port, and closing. */
+/* The forwarder's pool of upstream connections: opening (a host name looked up by the
+ * resolver's thread, then every address in turn, without blocking, within the connect
+ * timeout), watching (once, edge-triggered, for the socket's life, so reuse costs no
+ * epoll_ctl), keeping idle per host:port, and closing. */
 #include "agpu_upstream.h"
 
+#include "agpu_clock.h"
+
 #include <errno.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -30,15 +32,10 @@ struct agpu_upstream {
     size_t by_fd_len;
     conn_t *idle, *idle_tail; /* most recently used first */
     size_t idle_count;
-    conn_t *connecting;
+    conn_t *connecting; /* connecting, or waiting on a lookup */
+    size_t resolving;   /* how many of them wait on a lookup */
+    agpu_resolver_t *resolver;
 };
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* ---- the idle and connecting lists ---- */
 
@@ -89,12 +86,19 @@ static void close_socket(agpu_upstream_t *self, conn_t *c)
     c->fd = -1;
 }
 
+static void stop_resolving(agpu_upstream_t *self, conn_t *c)
+{
+    if (!c->resolving)
+        return;
+    c->resolving = false;
+    self->resolving--;
+}
+
 static void conn_close(agpu_upstream_t *self, conn_t *c)
 {
+    stop_resolving(self, c);
     list_unlink(self, c);
     close_socket(self, c);
-    if (c->addrs)
-        freeaddrinfo(c->addrs);
     agpu_h1_response_free(&c->response);
     free(c->rest);
     free(c);
@@ -129,9 +133,9 @@ static bool watch_socket(agpu_upstream_t *self, conn_t *c)
 static bool connect_next(agpu_upstream_t *self, conn_t *c)
 {
     close_socket(self, c);
-    for (; c->addr_next; c->addr_next = c->addr_next->ai_next) {
-        const struct addrinfo *a = c->addr_next;
-        int fd = socket(a->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    for (; c->addr_next < c->addrs.count; c->addr_next++) {
+        const agpu_address_t *a = &c->addrs.items[c->addr_next];
+        int fd = socket(a->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (fd < 0) {
             c->connect_errno = errno;
             continue;
@@ -139,7 +143,7 @@ static bool connect_next(agpu_upstream_t *self, conn_t *c)
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
-        int rc = connect(fd, a->ai_addr, a->ai_addrlen);
+        int rc = connect(fd, (const struct sockaddr *)&a->addr, a->len);
         if (rc != 0 && errno != EINPROGRESS) {
             c->connect_errno = errno;
             close(fd);
@@ -152,7 +156,7 @@ static bool connect_next(agpu_upstream_t *self, conn_t *c)
             c->fd = -1;
             return false;
         }
-        c->addr_next = c->addr_next->ai_next;
+        c->addr_next++;
         c->connecting = rc != 0;
         return true;
     }
@@ -170,21 +174,26 @@ static conn_t *conn_open(agpu_upstream_t *self, const agpu_h1_url_t *url, char *
     }
     c->fd = -1;
     snprintf(c->key, sizeof c->key, "%s", url->authority);
-    struct addrinfo hints = {
-        .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
-    int rc = getaddrinfo(url->host, url->port, &hints, &c->addrs);
-    if (rc != 0) {
-        snprintf(reason, reason_size, "cannot resolve %.100s: %s", url->host, gai_strerror(rc));
+    snprintf(c->host, sizeof c->host, "%s", url->host);
+    snprintf(c->port, sizeof c->port, "%s", url->port);
+    c->connect_due_ms = agpu_clock_ms() + self->connect_timeout_ms;
+    int found = agpu_resolver_lookup(self->resolver, c->host, c->port, &c->addrs, reason,
+                                     reason_size);
+    if (found == AGPU_RESOLVE_FAILED) {
         conn_close(self, c);
         return NULL;
     }
-    c->addr_next = c->addrs;
+    if (found == AGPU_RESOLVE_PENDING) {
+        c->resolving = c->connecting = true;
+        self->resolving++;
+        list_push_front(self, c, LIST_CONNECTING);
+        return c;
+    }
     if (!connect_next(self, c)) {
         snprintf(reason, reason_size, "%s", strerror(c->connect_errno));
         conn_close(self, c);
         return NULL;
     }
-    c->connect_due_ms = now_ms() + self->connect_timeout_ms;
     if (c->connecting)
         list_push_front(self, c, LIST_CONNECTING);
     return c;
@@ -193,11 +202,12 @@ static conn_t *conn_open(agpu_upstream_t *self, const agpu_h1_url_t *url, char *
 /* ---- public ---- */
 
 agpu_upstream_t *agpu_upstream_new(int epoll_fd, unsigned connect_timeout_ms,
-                                   const agpu_h1_sink_t *sink)
+                                   const agpu_h1_sink_t *sink, agpu_resolver_t *resolver)
 {
     agpu_upstream_t *self = calloc(1, sizeof *self);
     if (!self)
         return NULL;
+    self->resolver = resolver;
     self->epoll_fd = epoll_fd;
     self->connect_timeout_ms = connect_timeout_ms;
     self->sink = sink;
@@ -278,11 +288,36 @@ void agpu_upstream_idle_event(agpu_upstream_t *self, agpu_upstream_conn_t *c, ui
     conn_close(self, c);
 }
 
+agpu_upstream_conn_t *agpu_upstream_next_resolved(agpu_upstream_t *self, int *state)
+{
+    if (self->resolving == 0)
+        return NULL; /* the usual case */
+    for (conn_t *c = self->connecting; c; c = c->next) {
+        if (!c->resolving)
+            continue;
+        int found = agpu_resolver_lookup(self->resolver, c->host, c->port, &c->addrs,
+                                         c->lookup_error, sizeof c->lookup_error);
+        if (found == AGPU_RESOLVE_PENDING)
+            continue;
+        stop_resolving(self, c);
+        if (found == AGPU_RESOLVE_DONE) {
+            c->lookup_error[0] = '\0';
+            c->connect_due_ms = agpu_clock_ms() + self->connect_timeout_ms;
+            if (connect_next(self, c) && c->connecting)
+                continue; /* its connect event comes from epoll */
+        }
+        list_unlink(self, c);
+        *state = c->fd >= 0 ? 1 : -1;
+        return c;
+    }
+    return NULL;
+}
+
 agpu_upstream_conn_t *agpu_upstream_expired(agpu_upstream_t *self)
 {
     if (!self->connecting)
         return NULL; /* the usual case: no clock read */
-    int64_t now = now_ms();
+    int64_t now = agpu_clock_ms();
     for (conn_t *c = self->connecting; c; c = c->next)
         if (c->connect_due_ms <= now)
             return c;
@@ -297,7 +332,7 @@ long agpu_upstream_timeout_ms(agpu_upstream_t *self)
     for (conn_t *c = self->connecting->next; c; c = c->next)
         if (c->connect_due_ms < due)
             due = c->connect_due_ms;
-    int64_t left = due - now_ms();
+    int64_t left = due - agpu_clock_ms();
     return left > 0 ? (long)left : 0;
 }
 

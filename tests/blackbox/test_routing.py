@@ -346,6 +346,27 @@ def test_model_only_on_far_node_is_served_there_on_every_route(cluster):
 
 
 @pytest.mark.timeout_s(30)
+def test_peer_advertised_by_host_name_is_reached_by_it(cluster):
+    """A node that advertises a host name (--advertise localhost: /etc/hosts answers, no name
+    server is asked) is reached by that name: the entry node has it looked up away from its
+    event loop, then forwards to it as to an address, and again on a second connection."""
+    mesh = start_mesh(cluster, [
+        dict(name="named", models=["omega"], sim=dict(tokens_per_sec=50, parallel=2),
+             extra=["--advertise", "localhost", "--slots", "2"]),
+        dict(name="entry", models=None),
+    ])
+    entry = mesh["entry"]
+    assert peer(entry, "named")["http"].startswith("http://localhost:"), peer(entry, "named")
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        streamed = start_stream(pool, entry, gen_body("omega", 20))
+        r = generate(entry, "omega", 3)  # a second connection while the stream holds the first
+        assert r.status == 200 and r.header("X-Agpu-Node") == "named", r
+        res = streamed.result(timeout=10)
+    assert res.status == 200 and res.node == "named" and res.done, res
+    assert stats(mesh.sim["named"])["completed"] == 2
+
+
+@pytest.mark.timeout_s(30)
 def test_no_holder_anywhere_is_ollamas_404(cluster):
     mesh = start_mesh(cluster, [
         dict(name="n0", models=None),
