@@ -22,8 +22,14 @@ void agpu_forward_destroy(agpu_forward_t **self_p);
 
 /* Hands a new exchange over (the forwarder takes its own reference), or says that one it
  * runs has changed (room in a pipe, cancelled). Called on the shard's thread; acted on in
- * agpu_forward_run, so socket work never nests inside a libmicrohttpd callback. */
+ * agpu_forward_run, or at once by agpu_forward_send_now. */
 void agpu_forward_kick(void *self, agpu_exchange_t *ex);
+
+/* Acts on the kicks at once: the front door's handler calls it when a request is complete,
+ * so the request goes upstream before libmicrohttpd suspends the client and ends its turn
+ * (the upstream works meanwhile). Fronts are still woken by agpu_forward_run only: a
+ * handler is never re-entered. */
+void agpu_forward_send_now(agpu_forward_t *self);
 
 /* epoll reported these events on one of the forwarder's sockets. */
 void agpu_forward_socket_ready(agpu_forward_t *self, int fd, uint32_t events);

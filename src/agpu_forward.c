@@ -573,6 +573,11 @@ void agpu_forward_kick(void *arg, agpu_exchange_t *ex)
         agpu_exchange_finish(ex, "out of memory handing the request over");
 }
 
+void agpu_forward_send_now(agpu_forward_t *self)
+{
+    run_kicks(self);
+}
+
 void agpu_forward_socket_ready(agpu_forward_t *self, int fd, uint32_t events)
 {
     conn_t *c = agpu_upstream_find(self->pool, fd);

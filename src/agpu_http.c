@@ -590,6 +590,7 @@ static enum MHD_Result advance(agpu_http_t *self, struct MHD_Connection *conn, r
             req->body_ended = true;
             agpu_exchange_end_body(req->ex);
         }
+        agpu_forward_send_now(self->forward); /* before the wait below suspends the client */
         agpu_response_head_t head;
         char error[AGPU_ERROR_MAX];
         switch (agpu_exchange_head(req->ex, &head, error, sizeof error)) {
