@@ -43,6 +43,10 @@ void agpu_forward_run(agpu_forward_t *self);
 /* Whether kicks or fronts wait to be handled (run again before sleeping). */
 bool agpu_forward_busy(agpu_forward_t *self);
 
+/* Whether nothing is under way: no transfer runs (so no upstream socket but idle ones can
+ * have news) and nothing waits to be handled. */
+bool agpu_forward_quiet(agpu_forward_t *self);
+
 /* Finishes every running exchange with an error; from now on each kick finishes its
  * exchange at once. */
 void agpu_forward_stop(agpu_forward_t *self);

@@ -42,6 +42,15 @@ void agpu_http_run(agpu_http_t *self);
 /* A connection was resumed since the last run: run again before waiting for input. */
 bool agpu_http_pending(agpu_http_t *self);
 
+/* Runs like agpu_http_run, but first waits up to max_ms inside libmicrohttpd's own epoll set
+ * for a client: for a loop that knows only a client can bring it work (see agpu_shard.c). */
+void agpu_http_wait(agpu_http_t *self, long max_ms);
+/* Whether nothing waits here for anything but a client: no request waits (in the mesh
+ * queue, on a peer, on a mesh-wide list) and no connection was resumed. */
+bool agpu_http_quiet(agpu_http_t *self);
+/* How many requests this front door has begun: a measure of activity. */
+uint64_t agpu_http_requests(agpu_http_t *self);
+
 /* Looks after the requests that wait (in the mesh queue, on a peer's first byte, on a
  * mesh-wide list) when they are due: call it every turn of the loop; it is cheap when
  * nothing is due. agpu_http_tend_timeout_ms: when it is next due (-1: nothing waits). */

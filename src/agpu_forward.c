@@ -611,6 +611,11 @@ bool agpu_forward_busy(agpu_forward_t *self)
     return self->kicked.len > 0 || self->touched.len > 0;
 }
 
+bool agpu_forward_quiet(agpu_forward_t *self)
+{
+    return !self->running && !agpu_forward_busy(self);
+}
+
 void agpu_forward_run(agpu_forward_t *self)
 {
     run_kicks(self);

@@ -638,6 +638,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         req = calloc(1, sizeof *req);
         if (!req)
             return MHD_NO;
+        self->requests++;
         req->http = self;
         req->conn = conn;
         *req_cls = req;
@@ -803,6 +804,22 @@ void agpu_http_run(agpu_http_t *self)
 bool agpu_http_pending(agpu_http_t *self)
 {
     return self->resumed;
+}
+
+void agpu_http_wait(agpu_http_t *self, long max_ms)
+{
+    self->resumed = false;
+    MHD_run_wait(self->daemon, (int32_t)max_ms);
+}
+
+bool agpu_http_quiet(agpu_http_t *self)
+{
+    return !self->waiting && !self->resumed;
+}
+
+uint64_t agpu_http_requests(agpu_http_t *self)
+{
+    return self->requests;
 }
 
 void agpu_http_quiesce(agpu_http_t *self)

@@ -44,7 +44,8 @@ struct agpu_http {
     atomic_bool tend_due; /* the queue woke us: look at the waiting requests */
     request_t *waiting;   /* requests that wait: in the queue, on a peer, on a mesh-wide list */
     int64_t next_tend_ms;
-    uint64_t random; /* xorshift state for the router's random choices */
+    uint64_t random;   /* xorshift state for the router's random choices */
+    uint64_t requests; /* begun since the start */
 };
 
 /* How a request is served. */

@@ -11,6 +11,7 @@
  *      while it woke some, go back to 3 (a kept-alive upstream can answer at once). */
 #include "agpu_shard.h"
 
+#include "agpu_clock.h"
 #include "agpu_forward.h"
 #include "agpu_log.h"
 
@@ -29,6 +30,12 @@
 #define SHARD_ROUNDS_PER_TURN 4
 /* After a stop, how long the shard keeps running to deliver the error answers. */
 #define SHARD_STOP_FLUSH_MS 200
+/* A shard with nothing under way waits for its next client inside libmicrohttpd's epoll set
+ * (see quiet below) for this long after its last request began, in waits of at most
+ * SHARD_QUIET_WAIT_MS: that wait does not see the wake-up descriptor, so this bounds how late
+ * a stop is seen. */
+#define SHARD_QUIET_WINDOW_MS 1000
+#define SHARD_QUIET_WAIT_MS 50
 
 struct agpu_shard {
     int epoll_fd, wake_fd;
@@ -39,6 +46,8 @@ struct agpu_shard {
     agpu_http_t *http;
     agpu_resolver_t *resolver;
     bool subscribed;
+    uint64_t requests_seen; /* the front door's count of requests at active_ms */
+    int64_t active_ms;
 };
 
 static long min_timeout(long a, long b)
@@ -62,7 +71,8 @@ static void shard_turn(agpu_shard_t *self, long max_wait_ms)
         timeout = 0;
     int n = epoll_wait(self->epoll_fd, events, SHARD_EVENTS_PER_WAIT,
                        timeout > 60000 ? 60000 : (int)timeout);
-    bool clients_ready = n == 0; /* a timeout: libmicrohttpd's may be the one that expired */
+    /* no event: libmicrohttpd's timer may be the one that expired */
+    bool clients_ready = n == 0 && agpu_http_timeout_ms(self->http) == 0;
     for (int i = 0; i < n; i++) {
         uint64_t tag = events[i].data.u64;
         if (tag == SHARD_TAG_HTTP) {
@@ -86,11 +96,33 @@ static void shard_turn(agpu_shard_t *self, long max_wait_ms)
     }
 }
 
+/* Whether only a client can bring the shard work: no transfer runs, no request waits, and a
+ * request began within SHARD_QUIET_WINDOW_MS (more may follow soon). The shard then waits
+ * for the client where its request arrives, in libmicrohttpd's epoll set: one system call
+ * before the request is read, where the loop's own wait (whose set holds that one) takes
+ * two. Past the window the loop's wait serves, which sees everything and needs no timer. */
+static bool quiet(agpu_shard_t *self)
+{
+    if (!agpu_forward_quiet(self->forward) || !agpu_http_quiet(self->http))
+        return false;
+    int64_t now = agpu_clock_ms();
+    uint64_t requests = agpu_http_requests(self->http);
+    if (requests != self->requests_seen) {
+        self->requests_seen = requests;
+        self->active_ms = now;
+    }
+    return now - self->active_ms < SHARD_QUIET_WINDOW_MS;
+}
+
 static void *shard_thread(void *arg)
 {
     agpu_shard_t *self = arg;
-    while (!atomic_load(&self->stop))
-        shard_turn(self, -1);
+    while (!atomic_load(&self->stop)) {
+        bool waited = quiet(self);
+        if (waited)
+            agpu_http_wait(self->http, SHARD_QUIET_WAIT_MS);
+        shard_turn(self, waited ? 0 : -1);
+    }
     agpu_http_quiesce(self->http);
     agpu_forward_stop(self->forward); /* every exchange ends; their clients get the error */
     for (int i = 0; i < SHARD_STOP_FLUSH_MS / 10; i++)
