@@ -22,8 +22,9 @@ size_t agpu_json_error(char *out, size_t size, agpu_error_style_t style, int sta
 /* The style a client of this path expects: OpenAI's under /v1/, Ollama's elsewhere. */
 agpu_error_style_t agpu_json_error_style(const char *path);
 
-/* The model a request body names ("model", or the older "name"), copied into out.
- * Returns 0, or -1 when the body is not a JSON object naming one. */
+/* The model a request body names ("model", or the older "name"), copied into out, read
+ * without parsing the whole body (agpu_json_scan). Returns 0, or -1 when the body is not a
+ * JSON object naming one. */
 int agpu_json_request_model(const char *body, size_t len, char *out, size_t out_size);
 
 /* The /agpu/v1/peers answer for a mesh snapshot (now_ms: the monotonic clock, for

@@ -2,6 +2,8 @@
  * route answers (via jansson, so any string is escaped correctly). */
 #include "agpu_json.h"
 
+#include "agpu_json_scan.h"
+#include "agpu_limits.h"
 #include "agpu_view.h"
 
 #include <jansson.h>
@@ -137,17 +139,16 @@ char *agpu_json_route(const agpu_view_t *view, const char *model, const char *ke
 
 int agpu_json_request_model(const char *body, size_t len, char *out, size_t out_size)
 {
-    json_t *root = json_loadb(body, len, 0, NULL);
-    const char *model = json_string_value(json_object_get(root, "model"));
-    if (!model || !model[0])
-        model = json_string_value(json_object_get(root, "name"));
-    int rc = -1;
-    if (model && model[0] && strlen(model) < out_size) {
-        memcpy(out, model, strlen(model) + 1);
-        rc = 0;
-    }
-    json_decref(root);
-    return rc;
+    static const char *const keys[] = {"model", "name"};
+    char found[2][AGPU_MSG_MODEL_NAME_MAX + 1];
+    if (agpu_json_scan_strings(body, len, keys, 2, found[0], sizeof found[0]) != 0)
+        return -1;
+    const char *model = found[0][0] ? found[0] : found[1];
+    size_t n = strlen(model);
+    if (n == 0 || n >= out_size)
+        return -1;
+    memcpy(out, model, n + 1);
+    return 0;
 }
 
 char *agpu_json_drain(const char *node, bool draining)
