@@ -118,10 +118,15 @@ static void *shard_thread(void *arg)
 {
     agpu_shard_t *self = arg;
     while (!atomic_load(&self->stop)) {
-        bool waited = quiet(self);
-        if (waited)
-            agpu_http_wait(self->http, SHARD_QUIET_WAIT_MS);
-        shard_turn(self, waited ? 0 : -1);
+        if (!quiet(self)) {
+            shard_turn(self, -1);
+            continue;
+        }
+        /* what the wait leaves undone (a request sent upstream, a client to wake) makes the
+         * shard busy, and the next turn does it; the rest (an idle upstream closing, a wake-up
+         * for nobody) waits until the shard is */
+        agpu_http_wait(self->http, SHARD_QUIET_WAIT_MS);
+        agpu_forward_run(self->forward);
     }
     agpu_http_quiesce(self->http);
     agpu_forward_stop(self->forward); /* every exchange ends; their clients get the error */
