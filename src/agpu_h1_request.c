@@ -9,6 +9,27 @@
 #include <string.h>
 #include <strings.h>
 
+/* Writes v in decimal at out (room for 20 digits); returns how many it wrote. */
+static size_t put_decimal(char *out, uint64_t v)
+{
+    char digits[20];
+    size_t n = 0;
+    do {
+        digits[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        out[i] = digits[n - 1 - i];
+    return n;
+}
+
+/* Appends text (n bytes) at *p. */
+static void put(char **p, const char *text, size_t n)
+{
+    memcpy(*p, text, n);
+    *p += n;
+}
+
 /* A URL without a port: the host alone, on port 80. */
 static int host_without_port(agpu_h1_url_t *out, const char *host, size_t host_len)
 {
@@ -48,40 +69,45 @@ int agpu_h1_parse_url(const char *url, agpu_h1_url_t *out)
     uint16_t port;
     if (agpu_url_split_hostport(a, out->host, sizeof out->host, &port) != 0)
         return -1;
-    snprintf(out->port, sizeof out->port, "%u", (unsigned)port);
+    out->port[put_decimal(out->port, port)] = '\0';
     return 0;
 }
 
 char *agpu_h1_request_head(const char *method, const agpu_h1_url_t *url, const char *const *headers,
                            size_t header_count, int64_t body_length, size_t *len)
 {
+    static const char version[] = " HTTP/1.1\r\nHost: ", length[] = "Content-Length: ",
+                      chunked[] = "Transfer-Encoding: chunked\r\n";
     const char *target = url->target;
-    const char *slash = target[0] == '/' ? "" : "/"; /* "" or "?query" alone */
+    bool slash = target[0] != '/'; /* "" or "?query" alone */
     size_t target_len = strcspn(target, "#");
-    char framing[64] = "";
-    if (body_length >= 0)
-        snprintf(framing, sizeof framing, "Content-Length: %lld\r\n", (long long)body_length);
-    else if (body_length == AGPU_H1_CHUNKED)
-        snprintf(framing, sizeof framing, "Transfer-Encoding: chunked\r\n");
-
-    size_t size = strlen(method) + 1 + strlen(slash) + target_len +
-                  sizeof " HTTP/1.1\r\nHost: " + strlen(url->authority) + 2 + strlen(framing) + 2 +
-                  1;
+    size_t method_len = strlen(method), authority_len = strlen(url->authority);
+    size_t size = method_len + 2 + target_len + sizeof version + authority_len + 2 +
+                  sizeof length + 20 + sizeof chunked + 2;
     for (size_t i = 0; i < header_count; i++)
         size += strlen(headers[i]) + 2;
     char *head = malloc(size);
     if (!head)
         return NULL;
     char *p = head;
-    p += sprintf(p, "%s %s%.*s HTTP/1.1\r\nHost: %s\r\n", method, slash, (int)target_len, target,
-                 url->authority);
+    put(&p, method, method_len);
+    put(&p, " /", slash ? 2 : 1);
+    put(&p, target, target_len);
+    put(&p, version, sizeof version - 1);
+    put(&p, url->authority, authority_len);
+    put(&p, "\r\n", 2);
     for (size_t i = 0; i < header_count; i++) {
-        size_t n = strlen(headers[i]);
-        memcpy(p, headers[i], n);
-        memcpy(p + n, "\r\n", 2);
-        p += n + 2;
+        put(&p, headers[i], strlen(headers[i]));
+        put(&p, "\r\n", 2);
     }
-    p += sprintf(p, "%s\r\n", framing);
+    if (body_length >= 0) {
+        put(&p, length, sizeof length - 1);
+        p += put_decimal(p, (uint64_t)body_length);
+        put(&p, "\r\n", 2);
+    } else if (body_length == AGPU_H1_CHUNKED) {
+        put(&p, chunked, sizeof chunked - 1);
+    }
+    put(&p, "\r\n", 2);
     *len = (size_t)(p - head);
     return head;
 }

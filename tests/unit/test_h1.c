@@ -86,6 +86,9 @@ static void test_request_head_frames_each_kind_of_body(void **state)
     check_head("POST", "http://h:2", 0,
                "POST / HTTP/1.1\r\nHost: h:2\r\n"
                "Content-Type: application/json\r\nX-Extra: 1\r\nContent-Length: 0\r\n\r\n");
+    check_head("POST", "http://h:65535/api/blobs/x", 10737418240LL,
+               "POST /api/blobs/x HTTP/1.1\r\nHost: h:65535\r\n"
+               "Content-Type: application/json\r\nX-Extra: 1\r\nContent-Length: 10737418240\r\n\r\n");
     check_head(
         "PUT", "http://h:2?q=1", AGPU_H1_CHUNKED,
         "PUT /?q=1 HTTP/1.1\r\nHost: h:2\r\n"
