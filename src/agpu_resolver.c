@@ -152,17 +152,17 @@ static name_t *add_name(agpu_resolver_t *self, const char *host, const char *por
                 slot = i;
         if (slot == SIZE_MAX)
             return NULL;
-        free(self->names[slot]);
-        self->names[slot] = NULL;
     }
     name_t *name = calloc(1, sizeof *name);
     if (!name)
         return NULL;
     snprintf(name->host, sizeof name->host, "%s", host);
     snprintf(name->port, sizeof name->port, "%s", port);
-    self->names[slot] = name;
     if (slot == self->name_count)
         self->name_count++;
+    else
+        free(self->names[slot]); /* the least recently used makes room */
+    self->names[slot] = name;
     return name;
 }
 
