@@ -109,6 +109,7 @@ char *agpu_h1_request_head(const char *method, const agpu_h1_url_t *url, const c
     }
     put(&p, "\r\n", 2);
     *len = (size_t)(p - head);
+    *p = '\0'; /* a string too, for whoever prints it */
     return head;
 }
 
