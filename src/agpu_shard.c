@@ -8,7 +8,9 @@
  *   3. let libmicrohttpd serve the clients that are ready or resumed (this may start
  *      exchanges);
  *   4. let the forwarder act on what the front door asked and wake the clients it answered;
- *      while it woke some, go back to 3 (a kept-alive upstream can answer at once). */
+ *      while it woke some, go back to 3 (a kept-alive upstream can answer at once).
+ * A quiet shard (see quiet below) waits for its next client in libmicrohttpd's own epoll set
+ * instead. */
 #include "agpu_shard.h"
 
 #include "agpu_clock.h"
