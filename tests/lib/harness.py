@@ -39,11 +39,15 @@ def sim_bin():
     return Path(os.environ.get("OLLAMA_SIM_BIN") or build_dir() / "src" / "sim" / "ollama-sim")
 
 
-def free_port():
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
+def free_port(avoid=()):
+    """A TCP port on 127.0.0.1 that nothing listens on right now, and not one of `avoid` (the
+    kernel may hand out a port just released again: a node's two ports must differ)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((HOST, 0))
+            port = s.getsockname()[1]
+        if port not in avoid:
+            return port
 
 
 def closed_port():
@@ -331,7 +335,7 @@ class Agpu:
     def __init__(self, ollama, name="node-a", max_body=None, connect_timeout=None, extra=(),
                  env=None, port=None, gossip_port=None, verbose=True):
         self.port = port or free_port()
-        self.gossip_port = gossip_port or free_port()
+        self.gossip_port = gossip_port or free_port(avoid={self.port})
         self.ollama = ollama
         self.name = name
         args = ["serve", "--listen", f"{HOST}:{self.port}", "--ollama", ollama,
