@@ -16,29 +16,25 @@
 
 /* ---- URL ---- */
 
-static void test_url_splits_host_port_and_target(void **state)
+/* text parses into these parts. */
+static void check_url(const char *text, const char *host, const char *port,
+                      const char *authority, const char *target)
 {
     agpu_h1_url_t url;
-    assert_int_equal(agpu_h1_parse_url("http://127.0.0.1:11434/api/tags?x=1", &url), 0);
-    assert_string_equal(url.host, "127.0.0.1");
-    assert_string_equal(url.port, "11434");
-    assert_string_equal(url.authority, "127.0.0.1:11434");
-    assert_string_equal(url.target, "/api/tags?x=1");
+    assert_int_equal(agpu_h1_parse_url(text, &url), 0);
+    assert_string_equal(url.host, host);
+    assert_string_equal(url.port, port);
+    assert_string_equal(url.authority, authority);
+    assert_string_equal(url.target, target);
+}
 
-    assert_int_equal(agpu_h1_parse_url("http://[::1]:8080/v1/models", &url), 0);
-    assert_string_equal(url.host, "::1");
-    assert_string_equal(url.port, "8080");
-    assert_string_equal(url.authority, "[::1]:8080");
-    assert_string_equal(url.target, "/v1/models");
-
-    assert_int_equal(agpu_h1_parse_url("HTTP://ollama.lan", &url), 0);
-    assert_string_equal(url.host, "ollama.lan");
-    assert_string_equal(url.port, "80");
-    assert_string_equal(url.authority, "ollama.lan");
-    assert_string_equal(url.target, "");
-
-    assert_int_equal(agpu_h1_parse_url("http://h:1?q", &url), 0);
-    assert_string_equal(url.target, "?q");
+static void test_url_splits_host_port_and_target(void **state)
+{
+    check_url("http://127.0.0.1:11434/api/tags?x=1", "127.0.0.1", "11434", "127.0.0.1:11434",
+              "/api/tags?x=1");
+    check_url("http://[::1]:8080/v1/models", "::1", "8080", "[::1]:8080", "/v1/models");
+    check_url("HTTP://ollama.lan", "ollama.lan", "80", "ollama.lan", "");
+    check_url("http://h:1?q", "h", "1", "h:1", "?q");
 }
 
 static void test_url_rejects_what_agpu_cannot_use(void **state)
