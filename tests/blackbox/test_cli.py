@@ -91,8 +91,7 @@ def gossip_args():
 
 
 def test_env_vars_configure_serve(cluster, sim):
-    port = harness.free_port()
-    gport = harness.free_port(avoid={port})
+    port, gport = harness.free_port(), harness.free_port()
     env = {"AGPU_LISTEN": f"127.0.0.1:{port}", "AGPU_OLLAMA": sim.url, "AGPU_NAME": "env-node",
            "AGPU_GOSSIP": f"127.0.0.1:{gport}", "AGPU_MAX_BODY": "1000", "AGPU_CONNECT_TIMEOUT": "700"}
     proc = start_node(cluster, ["serve", "--no-mdns"], env, port)
@@ -108,8 +107,7 @@ def test_env_vars_configure_serve(cluster, sim):
 def test_gossip_port_bound_from_flag_and_env(cluster, sim):
     """--gossip and AGPU_GOSSIP give the endpoint the node binds for the mesh."""
     for how in ("flag", "env"):
-        port = harness.free_port()
-        gport = harness.free_port(avoid={port})
+        port, gport = harness.free_port(), harness.free_port()
         argv = ["serve", "--no-mdns", "--listen", f"127.0.0.1:{port}", "--ollama", sim.url, "--name", "g"]
         env = {}
         if how == "flag":

@@ -39,15 +39,22 @@ def sim_bin():
     return Path(os.environ.get("OLLAMA_SIM_BIN") or build_dir() / "src" / "sim" / "ollama-sim")
 
 
-def free_port(avoid=()):
-    """A TCP port on 127.0.0.1 that nothing listens on right now, and not one of `avoid` (the
-    kernel may hand out a port just released again: a node's two ports must differ)."""
+_ports_given = set()
+_ports_lock = threading.Lock()
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that nothing listens on right now and that this process was not
+    given before: the kernel may hand out a port just released again, and two ports chosen for
+    one test (a node's HTTP and gossip ports, a simulator's) must differ."""
     while True:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
             s.bind((HOST, 0))
             port = s.getsockname()[1]
-        if port not in avoid:
-            return port
+        with _ports_lock:
+            if port not in _ports_given:
+                _ports_given.add(port)
+                return port
 
 
 def closed_port():
@@ -335,7 +342,7 @@ class Agpu:
     def __init__(self, ollama, name="node-a", max_body=None, connect_timeout=None, extra=(),
                  env=None, port=None, gossip_port=None, verbose=True):
         self.port = port or free_port()
-        self.gossip_port = gossip_port or free_port(avoid={self.port})
+        self.gossip_port = gossip_port or free_port()
         self.ollama = ollama
         self.name = name
         args = ["serve", "--listen", f"{HOST}:{self.port}", "--ollama", ollama,
