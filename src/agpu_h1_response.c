@@ -89,11 +89,16 @@ static void emit_field(agpu_h1_response_t *r)
     r->in_value = false;
 }
 
-static int on_message_begin(http_parser *p)
+/* Forgets the head of the message before (an interim answer's, or none). */
+static void begin_message(agpu_h1_response_t *r)
 {
-    agpu_h1_response_t *r = self_of(p);
     r->head_begun = r->head_over = r->in_value = false;
     r->name_len = r->field_len = r->head_bytes = 0;
+}
+
+static int on_message_begin(http_parser *p)
+{
+    begin_message(self_of(p));
     return 0;
 }
 
@@ -209,8 +214,8 @@ void agpu_h1_response_start(agpu_h1_response_t *r, void *arg, bool head_request)
     r->parser.data = r;
     r->arg = arg;
     r->head_request = head_request;
-    r->started = r->head_begun = r->head_over = r->in_value = r->done = r->too_large = false;
-    r->name_len = r->field_len = r->head_bytes = 0;
+    begin_message(r);
+    r->started = r->done = r->too_large = false;
     free(r->held);
     r->held = NULL;
     r->held_len = 0;

@@ -137,7 +137,8 @@ static void *shard_thread(void *arg)
     return NULL;
 }
 
-/* The resolver's wake-up (from its thread): a lookup ended, the forwarder may go on. */
+/* Wakes the shard's loop, from any thread: the resolver's (a lookup ended, the forwarder may
+ * go on), or the one that stops it. */
 static void wake_shard(void *arg)
 {
     agpu_shard_t *self = arg;
@@ -192,9 +193,7 @@ void agpu_shard_destroy(agpu_shard_t **self_p)
     *self_p = NULL;
     if (self->thread_started) {
         atomic_store(&self->stop, true);
-        uint64_t one = 1;
-        ssize_t ignored = write(self->wake_fd, &one, sizeof one);
-        (void)ignored;
+        wake_shard(self);
         pthread_join(self->thread, NULL);
     }
     if (self->subscribed)
