@@ -3,6 +3,7 @@
 #include "agpu_cli.h"
 
 #include "agpu_fetch.h"
+#include "agpu_text.h"
 
 #include <ctype.h>
 #include <jansson.h>
@@ -423,7 +424,7 @@ static void drain_usage(FILE *out)
 static void node_name(const cli_options_t *o, json_t *answer, char *out, size_t size)
 {
     const char *name = text_of(answer, "node", text_of(answer, "name", NULL));
-    snprintf(out, size, "%s", name ? name : "");
+    agpu_text_copy(out, size, name ? name : "");
     if (name)
         return;
     agpu_fetch_result_t result;
@@ -438,7 +439,7 @@ static void node_name(const cli_options_t *o, json_t *answer, char *out, size_t 
     json_array_foreach(json_object_get(root, "peers"), i, p)
     {
         if (json_is_true(json_object_get(p, "self")))
-            snprintf(out, size, "%s", text_of(p, "name", ""));
+            agpu_text_copy(out, size, text_of(p, "name", ""));
     }
     json_decref(root);
     agpu_fetch_free(&result);

@@ -2,6 +2,7 @@
  * flags), each validated by the same setter so a value means the same wherever it is given. */
 #include "agpu_config.h"
 
+#include "agpu_text.h"
 #include "agpu_url.h"
 
 #include <ctype.h>
@@ -370,7 +371,7 @@ static int load_file(loader_t *l, const char *path)
             rc = fail(l, "%s:%u: unknown setting '%s'", path, number, key);
         else if (set_option(l, o, value, SRC_FILE) != 0) {
             char why[256];
-            snprintf(why, sizeof why, "%s", l->error);
+            agpu_text_copy(why, sizeof why, l->error);
             rc = fail(l, "%s:%u: %s", path, number, why);
         }
     }

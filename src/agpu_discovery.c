@@ -194,7 +194,7 @@ static void agpu_discovery_format_address(const AvahiAddress *a, AvahiIfIndex in
         if_indextoname((unsigned)interface, ifname))
         snprintf(out, size, "%s%%%s", text, ifname);
     else
-        snprintf(out, size, "%s", text);
+        agpu_text_copy(out, size, text);
 }
 
 /* ---- the peers reported to the caller ---- */
@@ -441,7 +441,7 @@ static bool agpu_discovery_rename(agpu_discovery_t *self)
         return false;
     }
     agpu_info("mDNS: service name \"%s\" is taken, trying \"%s\"", self->service_name, next);
-    snprintf(self->service_name, sizeof self->service_name, "%s", next);
+    agpu_text_copy(self->service_name, sizeof self->service_name, next);
     avahi_free(next);
     return true;
 }

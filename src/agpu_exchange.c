@@ -7,6 +7,7 @@
 #include "agpu_json.h"
 #include "agpu_limits.h"
 #include "agpu_pipe.h"
+#include "agpu_text.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -225,7 +226,7 @@ agpu_head_state_t agpu_exchange_head(agpu_exchange_t *ex, agpu_response_head_t *
         head->kind = ex->kind;
         state = AGPU_HEAD_READY;
     } else if (ex->finished) {
-        snprintf(error, error_size, "%s", ex->failed ? ex->error : "upstream sent no answer");
+        agpu_text_copy(error, error_size, ex->failed ? ex->error : "upstream sent no answer");
         state = AGPU_HEAD_FAILED;
     } else {
         front_wait(ex, WAIT_HEAD);
@@ -441,7 +442,7 @@ void agpu_exchange_finish(agpu_exchange_t *ex, const char *error)
     ex->finished = true;
     if (error) {
         ex->failed = true;
-        snprintf(ex->error, sizeof ex->error, "%s", error);
+        agpu_text_copy(ex->error, sizeof ex->error, error);
     }
     front_wake_if(ex, WAIT_NONE);
     pthread_mutex_unlock(&ex->lock);

@@ -4,6 +4,7 @@
 #include "agpu_limits.h"
 #include "agpu_log.h"
 #include "agpu_pipe.h"
+#include "agpu_text.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -88,7 +89,7 @@ static void part_step(agpu_gather_t *self, part_t *p)
         return;
     case AGPU_HEAD_FAILED:
         agpu_debug("mesh-wide list: %s left out: %s", p->node, error);
-        snprintf(self->error, sizeof self->error, "%s", error);
+        agpu_text_copy(self->error, sizeof self->error, error);
         part_end(p, false);
         return;
     case AGPU_HEAD_READY:

@@ -8,6 +8,7 @@
 #include "agpu_json.h"
 #include "agpu_log.h"
 #include "agpu_mesh.h"
+#include "agpu_text.h"
 #include "agpu_watch.h"
 
 #include <ctype.h>
@@ -363,7 +364,7 @@ static bool model_in_path(const char *method, const char *path, char *out, size_
 /* The request's model, as the client wrote it and as a key to match nodes' lists by. */
 void http_set_model(request_t *req, const char *model)
 {
-    snprintf(req->model_asked, sizeof req->model_asked, "%s", model);
+    agpu_text_copy(req->model_asked, sizeof req->model_asked, model);
     if (agpu_name_key(model, req->model, sizeof req->model) != 0)
         req->model[0] = '\0';
 }
@@ -757,7 +758,7 @@ agpu_http_t *agpu_http_new(const agpu_http_options_t *options, int listen_fd, in
         ((uint64_t)(uintptr_t)self ^ (uint64_t)now.tv_nsec << 20 ^ (uint64_t)now.tv_sec) | 1;
     self->node_name = strdup(options->node_name);
     agpu_view_t *view = options->mesh ? agpu_mesh_view(options->mesh) : NULL;
-    snprintf(self->node_id, sizeof self->node_id, "%s", view ? agpu_view_self_id(view) : "");
+    agpu_text_copy(self->node_id, sizeof self->node_id, view ? agpu_view_self_id(view) : "");
     agpu_view_unref(&view);
     self->upstream = options->upstream ? strdup(options->upstream) : NULL;
     self->cors = agpu_cors_new(options->origins, is_loopback(listen_fd));

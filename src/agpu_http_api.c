@@ -5,6 +5,7 @@
 #include "agpu_json.h"
 #include "agpu_log.h"
 #include "agpu_mesh.h"
+#include "agpu_text.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,7 +27,7 @@ static enum MHD_Result answer_route(agpu_http_t *self, struct MHD_Connection *co
 {
     const char *arg = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "model");
     char model[AGPU_MSG_MODEL_NAME_MAX + 1];
-    snprintf(model, sizeof model, "%s", arg ? arg : "");
+    agpu_text_copy(model, sizeof model, arg ? arg : "");
     for (char *p = model; *p; p++)
         *p = *p == '+' ? ' ' : *p;
     MHD_http_unescape(model); /* kept escaped for forwarding; decoded here */

@@ -7,6 +7,7 @@
 #include "agpu_ledger.h"
 #include "agpu_log.h"
 #include "agpu_mesh.h"
+#include "agpu_text.h"
 #include "agpu_watch.h"
 
 #include <stdio.h>
@@ -17,17 +18,17 @@
 
 static void set_target(target_t *t, const agpu_view_peer_t *p)
 {
-    snprintf(t->id, sizeof t->id, "%s", p->id);
-    snprintf(t->name, sizeof t->name, "%s", p->name);
-    snprintf(t->http, sizeof t->http, "%s", p->http);
+    agpu_text_copy(t->id, sizeof t->id, p->id);
+    agpu_text_copy(t->name, sizeof t->name, p->name);
+    agpu_text_copy(t->http, sizeof t->http, p->http);
     t->self = p->self;
 }
 
 void http_set_self_target(agpu_http_t *self, request_t *req)
 {
     req->targets[0] = (target_t){.self = true};
-    snprintf(req->targets[0].id, sizeof req->targets[0].id, "%s", self->node_id);
-    snprintf(req->targets[0].name, sizeof req->targets[0].name, "%s", self->node_name);
+    agpu_text_copy(req->targets[0].id, sizeof req->targets[0].id, self->node_id);
+    agpu_text_copy(req->targets[0].name, sizeof req->targets[0].name, self->node_name);
     req->n_targets = 1;
     req->attempt = 0;
 }
@@ -212,7 +213,7 @@ void http_attempt_end(agpu_http_t *self, request_t *req)
 void http_fail_attempt(agpu_http_t *self, request_t *req, const char *why, bool suspect)
 {
     const target_t *t = &req->targets[req->attempt];
-    snprintf(req->failure, sizeof req->failure, "%s", why);
+    agpu_text_copy(req->failure, sizeof req->failure, why);
     if (suspect && !t->self && self->options.mesh)
         agpu_mesh_suspect(self->options.mesh, t->id);
     if (req->attempt + 1 < req->n_targets)

@@ -2,6 +2,8 @@
  * address its peers can reach. */
 #include "agpu_identity.h"
 
+#include "agpu_text.h"
+
 #include <arpa/inet.h>
 #include <ifaddrs.h>
 #include <net/if.h>
@@ -38,8 +40,7 @@ void agpu_identity_id(const char *name, uint16_t port, char out[AGPU_ID_LEN + 1]
 
 static int copy(char *out, size_t size, const char *text)
 {
-    int n = snprintf(out, size, "%s", text);
-    return n < 0 || (size_t)n >= size ? -1 : 0;
+    return agpu_text_copy(out, size, text) >= size ? -1 : 0;
 }
 
 int agpu_identity_address(const char *listen_host, const char *advertise, char *out,

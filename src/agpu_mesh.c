@@ -10,6 +10,7 @@
 
 #include "agpu_log.h"
 #include "agpu_name.h"
+#include "agpu_text.h"
 
 #include <czmq.h>
 #include <pthread.h>
@@ -346,7 +347,7 @@ static void on_state(actor_t *a, agpu_msg_t *msg, int64_t now)
             a->state_due = now + a->mesh->options.timeouts.heartbeat_ms / 4;
     }
     char old_endpoint[AGPU_MSG_ENDPOINT_MAX + 1];
-    snprintf(old_endpoint, sizeof old_endpoint, "%s", agpu_peer_gossip_endpoint(peer));
+    agpu_text_copy(old_endpoint, sizeof old_endpoint, agpu_peer_gossip_endpoint(peer));
     ensure_link(a, msg->state.gossip_endpoint);
     zhashx_delete(a->hearsay, msg->state.gossip_endpoint); /* its node spoke */
     on_members(a, &msg->state, now); /* before the peer may take the message */
@@ -455,7 +456,7 @@ static void tick(actor_t *a, int64_t now)
     for (const char *id = zlistx_first(forget); id; id = zlistx_next(forget)) {
         agpu_peer_t *p = zhashx_lookup(a->peers, id);
         char endpoint[AGPU_MSG_ENDPOINT_MAX + 1];
-        snprintf(endpoint, sizeof endpoint, "%s", agpu_peer_gossip_endpoint(p));
+        agpu_text_copy(endpoint, sizeof endpoint, agpu_peer_gossip_endpoint(p));
         zhashx_delete(a->peers, id);
         release_link(a, endpoint);
     }
@@ -466,7 +467,7 @@ static void tick(actor_t *a, int64_t now)
             zlistx_add_end(stale, (void *)zhashx_cursor(a->hearsay));
     for (const char *endpoint = zlistx_first(stale); endpoint; endpoint = zlistx_next(stale)) {
         char copy[AGPU_MSG_ENDPOINT_MAX + 1];
-        snprintf(copy, sizeof copy, "%s", endpoint);
+        agpu_text_copy(copy, sizeof copy, endpoint);
         zhashx_delete(a->hearsay, copy);
         agpu_debug("nobody spoke from %s: dropping that link", copy);
         release_link(a, copy);
@@ -629,7 +630,7 @@ agpu_mesh_t *agpu_mesh_new(const agpu_mesh_options_t *options, char *error, size
         self->actor = zactor_new(mesh_actor, self);
     /* zactor_new returns once the actor has signalled: bound, or failed with error set */
     if (!self->actor || self->error[0] || !self->view) {
-        snprintf(error, error_size, "%s", self->error[0] ? self->error : "cannot start the mesh");
+        agpu_text_copy(error, error_size, self->error[0] ? self->error : "cannot start the mesh");
         agpu_mesh_destroy(&self);
         return NULL;
     }
@@ -742,7 +743,7 @@ static long count_entry(agpu_mesh_t *self, const char *model_key, bool create)
     else
         return -1;
     memset(&self->counts[i], 0, sizeof self->counts[i]);
-    snprintf(self->counts[i].model, sizeof self->counts[i].model, "%s", model_key);
+    agpu_text_copy(self->counts[i].model, sizeof self->counts[i].model, model_key);
     return (long)i;
 }
 

@@ -3,7 +3,6 @@
 
 #include <ctype.h>
 #include <stdbool.h>
-#include <stdio.h>
 #include <string.h>
 
 #define DEFAULT_HOST "registry.ollama.ai/"
@@ -33,6 +32,10 @@ int agpu_name_key(const char *name, char *out, size_t out_size)
     const char *colon = strrchr(rest, ':'), *slash = strrchr(rest, '/');
     bool tagged = colon && (!slash || colon > slash);
     const char *suffix = !tagged ? ":latest" : colon[1] == '\0' ? "latest" : "";
-    int n = snprintf(out, out_size, "%s%s", rest, suffix);
-    return n < 0 || (size_t)n >= out_size ? -1 : 0;
+    size_t rest_len = strlen(rest), suffix_len = strlen(suffix);
+    if (rest_len + suffix_len >= out_size)
+        return -1;
+    memcpy(out, rest, rest_len);
+    memcpy(out + rest_len, suffix, suffix_len + 1);
+    return 0;
 }

@@ -4,6 +4,7 @@
 
 #include "agpu_clock.h"
 #include "agpu_log.h"
+#include "agpu_text.h"
 
 #include <netdb.h>
 #include <pthread.h>
@@ -119,7 +120,7 @@ static void *resolver_thread(void *arg)
             name->addrs = addrs;
             name->resolved = true;
         } else {
-            snprintf(name->reason, sizeof name->reason, "%s", reason);
+            agpu_text_copy(name->reason, sizeof name->reason, reason);
             if (name->resolved) /* the old addresses serve until a lookup succeeds */
                 agpu_warn("%s (keeping its last known addresses)", reason);
         }
@@ -156,8 +157,8 @@ static name_t *add_name(agpu_resolver_t *self, const char *host, const char *por
     name_t *name = calloc(1, sizeof *name);
     if (!name)
         return NULL;
-    snprintf(name->host, sizeof name->host, "%s", host);
-    snprintf(name->port, sizeof name->port, "%s", port);
+    agpu_text_copy(name->host, sizeof name->host, host);
+    agpu_text_copy(name->port, sizeof name->port, port);
     if (slot == self->name_count)
         self->name_count++;
     else
@@ -203,7 +204,7 @@ int agpu_resolver_lookup(agpu_resolver_t *self, const char *host, const char *po
             *out = name->addrs;
             result = AGPU_RESOLVE_DONE;
         } else if (name->failed && !name->queued) {
-            snprintf(reason, reason_size, "%s", name->reason);
+            agpu_text_copy(reason, reason_size, name->reason);
             result = AGPU_RESOLVE_FAILED;
         }
     }

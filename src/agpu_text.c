@@ -1,7 +1,9 @@
-/* Checking text from the network: UTF-8 decoded just far enough to validate it. */
+/* Checking text from the network (UTF-8 decoded just far enough to validate it), and copying
+ * text into a fixed-size field. */
 #include "agpu_text.h"
 
 #include <stdint.h>
+#include <string.h>
 
 bool agpu_text_clean(const void *str, size_t n, unsigned flags)
 {
@@ -34,4 +36,13 @@ bool agpu_text_clean(const void *str, size_t n, unsigned flags)
         i += more;
     }
     return true;
+}
+
+size_t agpu_text_copy(char *out, size_t size, const char *s)
+{
+    size_t len = strlen(s);
+    size_t n = len < size ? len : size - 1;
+    memcpy(out, s, n);
+    out[n] = '\0';
+    return len;
 }

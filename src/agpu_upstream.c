@@ -5,6 +5,7 @@
 #include "agpu_upstream.h"
 
 #include "agpu_clock.h"
+#include "agpu_text.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -173,9 +174,9 @@ static conn_t *conn_open(agpu_upstream_t *self, const agpu_h1_url_t *url, char *
         return NULL;
     }
     c->fd = -1;
-    snprintf(c->key, sizeof c->key, "%s", url->authority);
-    snprintf(c->host, sizeof c->host, "%s", url->host);
-    snprintf(c->port, sizeof c->port, "%s", url->port);
+    agpu_text_copy(c->key, sizeof c->key, url->authority);
+    agpu_text_copy(c->host, sizeof c->host, url->host);
+    agpu_text_copy(c->port, sizeof c->port, url->port);
     c->connect_due_ms = agpu_clock_ms() + self->connect_timeout_ms;
     int found = agpu_resolver_lookup(self->resolver, c->host, c->port, &c->addrs, reason,
                                      reason_size);
@@ -190,7 +191,7 @@ static conn_t *conn_open(agpu_upstream_t *self, const agpu_h1_url_t *url, char *
         return c;
     }
     if (!connect_next(self, c)) {
-        snprintf(reason, reason_size, "%s", strerror(c->connect_errno));
+        agpu_text_copy(reason, reason_size, strerror(c->connect_errno));
         conn_close(self, c);
         return NULL;
     }

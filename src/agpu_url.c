@@ -1,6 +1,8 @@
 /* Parsing HOST:PORT endpoints and Ollama base URLs (OLLAMA_HOST's rules). */
 #include "agpu_url.h"
 
+#include "agpu_text.h"
+
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -134,7 +136,7 @@ int agpu_url_ollama_base(const char *text, char *out, size_t out_size)
             return -1; /* "host:junk": a port that is not one */
         if (hlen && (!host_is_valid(hostport, hlen) || copy_span(host, sizeof host, hostport, hlen)))
             return -1;
-        snprintf(port, sizeof port, "%s", default_port);
+        agpu_text_copy(port, sizeof port, default_port);
     }
     const char *h = client_host(host);
     int v6 = strchr(h, ':') != NULL;

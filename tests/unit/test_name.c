@@ -57,6 +57,15 @@ static void test_bad_names_are_refused(void **state)
     assert_int_equal(agpu_name_key(huge, out, sizeof out), -1);
 }
 
+static void test_key_fills_its_buffer_exactly(void **state)
+{
+    char out[6];
+    assert_int_equal(agpu_name_key("ab:cd", out, sizeof out), 0);
+    assert_string_equal(out, "ab:cd");
+    assert_int_equal(agpu_name_key("abc", out, sizeof out), -1); /* "abc:latest" */
+    assert_int_equal(agpu_name_key("ab:cde", out, sizeof out), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -65,6 +74,7 @@ int main(void)
         cmocka_unit_test(test_matching_is_case_insensitive),
         cmocka_unit_test(test_empty_tag_means_latest),
         cmocka_unit_test(test_bad_names_are_refused),
+        cmocka_unit_test(test_key_fills_its_buffer_exactly),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
