@@ -1,6 +1,8 @@
-/* One proxied request, shared by the front door (a libmicrohttpd thread) and the forwarder
- * (the shard's upstream side). All cross-thread state and its locking live here: each side calls
- * these functions and never touches the other side's library. */
+/* One proxied request, shared by the front door (libmicrohttpd's side of a shard) and the
+ * forwarder (its upstream side). The state between them and the rules for who waits for whom
+ * live here: each side calls these functions and never touches the other side's library. Both
+ * sides run on the shard's thread: an exchange, its references included, belongs to one
+ * thread and is not locked. */
 #ifndef AGPU_EXCHANGE_H
 #define AGPU_EXCHANGE_H
 
@@ -31,9 +33,8 @@ typedef struct {
     agpu_body_kind_t kind;
 } agpu_response_head_t;
 
-/* How the exchange reaches each side. The front's suspend and resume are called with the
- * exchange locked, so a resume can never overtake the suspend it answers; the forwarder's
- * kick is called unlocked, so it may finish the exchange at once (when it is stopping). */
+/* How the exchange reaches each side. The forwarder's kick is called last, once the exchange
+ * is consistent, so it may finish the exchange at once (when it is stopping). */
 typedef struct {
     void (*suspend_front)(void *front);
     void (*resume_front)(void *front);
@@ -49,7 +50,7 @@ void agpu_exchange_unref(agpu_exchange_t **ex_p);
 const agpu_request_t *agpu_exchange_request(const agpu_exchange_t *ex);
 void *agpu_exchange_front(const agpu_exchange_t *ex); /* as given to agpu_exchange_new */
 
-/* ---- front door side (libmicrohttpd threads) ---- */
+/* ---- front door side ---- */
 
 /* The whole request body at once, before the exchange is handed to the forwarder (a body the
  * front door had to read first, to learn the model it names). Returns 0, or -1 out of memory. */

@@ -1,5 +1,6 @@
 /* One proxied request shared by the front door and the forwarder: the two pipes, the
- * response head, and the rules for who waits for whom. Everything here runs under ex->lock. */
+ * response head, and the rules for who waits for whom. Both sides run on the shard's thread,
+ * so nothing here is locked. */
 #include "agpu_exchange.h"
 
 #include "agpu_clock.h"
@@ -9,8 +10,6 @@
 #include "agpu_pipe.h"
 #include "agpu_text.h"
 
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,8 +20,7 @@
 typedef enum { WAIT_NONE, WAIT_ROOM, WAIT_HEAD, WAIT_DATA } front_wait_t;
 
 struct agpu_exchange {
-    pthread_mutex_t lock;
-    atomic_int refs;
+    unsigned refs;
     const agpu_exchange_ops_t *ops;
     void *front;
     void *forwarder;
@@ -65,8 +63,7 @@ agpu_exchange_t *agpu_exchange_new(const agpu_request_t *request, const agpu_exc
     agpu_exchange_t *ex = calloc(1, sizeof *ex);
     if (!ex)
         return NULL;
-    pthread_mutex_init(&ex->lock, NULL);
-    atomic_init(&ex->refs, 1);
+    ex->refs = 1;
     ex->ops = ops;
     ex->front = front;
     ex->forwarder = forwarder;
@@ -89,7 +86,7 @@ agpu_exchange_t *agpu_exchange_new(const agpu_request_t *request, const agpu_exc
 
 void agpu_exchange_ref(agpu_exchange_t *ex)
 {
-    atomic_fetch_add(&ex->refs, 1);
+    ex->refs++;
 }
 
 void agpu_exchange_unref(agpu_exchange_t **ex_p)
@@ -98,7 +95,7 @@ void agpu_exchange_unref(agpu_exchange_t **ex_p)
     if (!ex)
         return;
     *ex_p = NULL;
-    if (atomic_fetch_sub(&ex->refs, 1) != 1)
+    if (--ex->refs > 0)
         return;
     for (size_t i = 0; ex->request_headers && i < ex->request.header_count; i++)
         free(ex->request_headers[i]);
@@ -111,7 +108,6 @@ void agpu_exchange_unref(agpu_exchange_t **ex_p)
     }
     agpu_pipe_free(&ex->up);
     agpu_pipe_free(&ex->down);
-    pthread_mutex_destroy(&ex->lock);
     free(ex);
 }
 
@@ -125,7 +121,7 @@ void *agpu_exchange_front(const agpu_exchange_t *ex)
     return ex->front;
 }
 
-/* ---- waking each side (ex->lock held) ---- */
+/* ---- waking each side ---- */
 
 static void front_wait(agpu_exchange_t *ex, front_wait_t what)
 {
@@ -150,7 +146,7 @@ static void front_wake_later_if(agpu_exchange_t *ex, front_wait_t what)
         ex->wake_due = true;
 }
 
-/* Called after ex->lock is released: the forwarder may finish the exchange from inside. */
+/* Called last, once the exchange is consistent: the forwarder may finish it from inside. */
 static void kick_if(agpu_exchange_t *ex, bool needed)
 {
     if (needed)
@@ -161,23 +157,19 @@ static void kick_if(agpu_exchange_t *ex, bool needed)
 
 int agpu_exchange_preload_body(agpu_exchange_t *ex, const void *data, size_t len)
 {
-    pthread_mutex_lock(&ex->lock);
     int rc = agpu_pipe_write(&ex->up, data, len);
     ex->up_eof = true;
-    pthread_mutex_unlock(&ex->lock);
     return rc;
 }
 
 char *agpu_exchange_take_preloaded(agpu_exchange_t *ex, size_t *len)
 {
     char *body = NULL;
-    pthread_mutex_lock(&ex->lock);
     size_t used = agpu_pipe_used(&ex->up);
     if (ex->up_eof && (int64_t)used == ex->request.body_length && (body = malloc(used + 1))) {
         *len = agpu_pipe_read(&ex->up, body, used);
         body[*len] = '\0';
     }
-    pthread_mutex_unlock(&ex->lock);
     return body;
 }
 
@@ -185,7 +177,6 @@ agpu_push_t agpu_exchange_push_body(agpu_exchange_t *ex, const void *data, size_
 {
     agpu_push_t result = AGPU_PUSH_TAKEN;
     bool wake = false;
-    pthread_mutex_lock(&ex->lock);
     if (ex->finished || ex->canceled) {
         result = AGPU_PUSH_DROPPED;
     } else if (agpu_pipe_full(&ex->up)) {
@@ -197,18 +188,15 @@ agpu_push_t agpu_exchange_push_body(agpu_exchange_t *ex, const void *data, size_
         ex->send_paused = false;
         wake = true;
     }
-    pthread_mutex_unlock(&ex->lock);
     kick_if(ex, wake);
     return result;
 }
 
 void agpu_exchange_end_body(agpu_exchange_t *ex)
 {
-    pthread_mutex_lock(&ex->lock);
     ex->up_eof = true;
     bool wake = ex->send_paused;
     ex->send_paused = false;
-    pthread_mutex_unlock(&ex->lock);
     kick_if(ex, wake);
 }
 
@@ -216,7 +204,6 @@ agpu_head_state_t agpu_exchange_head(agpu_exchange_t *ex, agpu_response_head_t *
                                      char *error, size_t error_size)
 {
     agpu_head_state_t state;
-    pthread_mutex_lock(&ex->lock);
     if (ex->head_ready) {
         head->status = ex->status;
         head->names = (const char *const *)ex->names;
@@ -232,15 +219,12 @@ agpu_head_state_t agpu_exchange_head(agpu_exchange_t *ex, agpu_response_head_t *
         front_wait(ex, WAIT_HEAD);
         state = AGPU_HEAD_WAIT;
     }
-    pthread_mutex_unlock(&ex->lock);
     return state;
 }
 
 bool agpu_exchange_answered(agpu_exchange_t *ex)
 {
-    pthread_mutex_lock(&ex->lock);
     bool answered = ex->head_ready || ex->finished;
-    pthread_mutex_unlock(&ex->lock);
     return answered;
 }
 
@@ -265,7 +249,6 @@ long agpu_exchange_read_response(agpu_exchange_t *ex, char *out, size_t max)
 {
     long result;
     bool wake = false;
-    pthread_mutex_lock(&ex->lock);
     if (agpu_pipe_used(&ex->down) > 0) {
         result = (long)agpu_pipe_read(&ex->down, out, max);
         if (ex->recv_paused && !agpu_pipe_full(&ex->down)) {
@@ -285,28 +268,23 @@ long agpu_exchange_read_response(agpu_exchange_t *ex, char *out, size_t max)
         if (result == 0)
             result = AGPU_BODY_BROKEN;
     }
-    pthread_mutex_unlock(&ex->lock);
     kick_if(ex, wake);
     return result;
 }
 
 bool agpu_exchange_whole_body(agpu_exchange_t *ex, char *out, size_t max, size_t *len)
 {
-    pthread_mutex_lock(&ex->lock);
     bool whole = ex->finished && !ex->failed && agpu_pipe_used(&ex->down) <= max;
     if (whole)
         *len = agpu_pipe_read(&ex->down, out, max);
-    pthread_mutex_unlock(&ex->lock);
     return whole;
 }
 
 void agpu_exchange_cancel(agpu_exchange_t *ex)
 {
-    pthread_mutex_lock(&ex->lock);
     ex->waiting = WAIT_NONE;
     bool wake = !ex->finished && !ex->canceled;
     ex->canceled = true;
-    pthread_mutex_unlock(&ex->lock);
     kick_if(ex, wake);
 }
 
@@ -314,9 +292,7 @@ void agpu_exchange_cancel(agpu_exchange_t *ex)
 
 void agpu_exchange_set_status(agpu_exchange_t *ex, int status)
 {
-    pthread_mutex_lock(&ex->lock);
     ex->status = status;
-    pthread_mutex_unlock(&ex->lock);
 }
 
 static agpu_body_kind_t body_kind(const char *content_type)
@@ -338,7 +314,6 @@ void agpu_exchange_add_header(agpu_exchange_t *ex, const char *name, size_t name
     } else {
         field[0] = '\0'; /* no header we act on has a longer name */
     }
-    pthread_mutex_lock(&ex->lock);
     size_t i = ex->header_count;
     if (strcasecmp(field, "Content-Length") == 0) {
         char digits[24];
@@ -364,12 +339,10 @@ void agpu_exchange_add_header(agpu_exchange_t *ex, const char *name, size_t name
             free(ex->values[i]);
         }
     }
-    pthread_mutex_unlock(&ex->lock);
 }
 
 void agpu_exchange_reset_head(agpu_exchange_t *ex)
 {
-    pthread_mutex_lock(&ex->lock);
     for (size_t i = 0; i < ex->header_count; i++) {
         free(ex->names[i]);
         free(ex->values[i]);
@@ -377,21 +350,17 @@ void agpu_exchange_reset_head(agpu_exchange_t *ex)
     ex->header_count = ex->header_bytes = 0;
     ex->kind = AGPU_BODY_OTHER;
     ex->content_length = -1;
-    pthread_mutex_unlock(&ex->lock);
 }
 
 void agpu_exchange_head_done(agpu_exchange_t *ex)
 {
-    pthread_mutex_lock(&ex->lock);
     ex->head_ready = true;
     front_wake_later_if(ex, WAIT_HEAD);
-    pthread_mutex_unlock(&ex->lock);
 }
 
 bool agpu_exchange_take_response(agpu_exchange_t *ex, const void *data, size_t len)
 {
     bool taken = true;
-    pthread_mutex_lock(&ex->lock);
     if (ex->canceled) {
         /* discarded: the transfer is being dropped */
     } else if (agpu_pipe_full(&ex->down)) {
@@ -412,14 +381,12 @@ bool agpu_exchange_take_response(agpu_exchange_t *ex, const void *data, size_t l
         ex->recv_paused = true; /* out of memory: wait for the client to drain */
         taken = false;
     }
-    pthread_mutex_unlock(&ex->lock);
     return taken;
 }
 
 long agpu_exchange_give_body(agpu_exchange_t *ex, char *out, size_t max)
 {
     long result;
-    pthread_mutex_lock(&ex->lock);
     if (ex->canceled) {
         result = AGPU_UPLOAD_ABORT;
     } else if (agpu_pipe_used(&ex->up) > 0) {
@@ -432,41 +399,33 @@ long agpu_exchange_give_body(agpu_exchange_t *ex, char *out, size_t max)
         ex->send_paused = true;
         result = AGPU_UPLOAD_PAUSE;
     }
-    pthread_mutex_unlock(&ex->lock);
     return result;
 }
 
 void agpu_exchange_finish(agpu_exchange_t *ex, const char *error)
 {
-    pthread_mutex_lock(&ex->lock);
     ex->finished = true;
     if (error) {
         ex->failed = true;
         agpu_text_copy(ex->error, sizeof ex->error, error);
     }
     front_wake_if(ex, WAIT_NONE);
-    pthread_mutex_unlock(&ex->lock);
 }
 
 void agpu_exchange_wake(agpu_exchange_t *ex)
 {
-    pthread_mutex_lock(&ex->lock);
     if (ex->wake_due)
         front_wake_if(ex, WAIT_NONE);
-    pthread_mutex_unlock(&ex->lock);
 }
 
 agpu_exchange_flow_t agpu_exchange_flow(agpu_exchange_t *ex)
 {
-    pthread_mutex_lock(&ex->lock);
     agpu_exchange_flow_t flow = {ex->finished, ex->canceled, ex->recv_paused, ex->send_paused};
-    pthread_mutex_unlock(&ex->lock);
     return flow;
 }
 
 bool agpu_exchange_speed(agpu_exchange_t *ex, uint32_t *ttft_ms, double *tokens_per_s)
 {
-    pthread_mutex_lock(&ex->lock);
     /* SSE frames end in a blank line: two newlines per token */
     uint64_t tokens = ex->kind == AGPU_BODY_SSE ? ex->lines / 2 : ex->lines;
     bool measured = ex->finished && !ex->failed && ex->first_byte_ms && tokens >= 2;
@@ -475,7 +434,6 @@ bool agpu_exchange_speed(agpu_exchange_t *ex, uint32_t *ttft_ms, double *tokens_
         int64_t span = ex->last_byte_ms - ex->first_byte_ms;
         *tokens_per_s = span > 0 ? (double)(tokens - 1) * 1000.0 / (double)span : 0;
     }
-    pthread_mutex_unlock(&ex->lock);
     return measured;
 }
 
