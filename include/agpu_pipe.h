@@ -1,4 +1,4 @@
-/* A byte FIFO between the two sides of a proxied exchange. Not locked: its owner locks. */
+/* A byte FIFO between the two sides of a proxied exchange. Not locked. */
 #ifndef AGPU_PIPE_H
 #define AGPU_PIPE_H
 
@@ -22,6 +22,10 @@ int agpu_pipe_write(agpu_pipe_t *pipe, const void *data, size_t len);
 
 /* Moves up to max bytes out. Returns how many. */
 size_t agpu_pipe_read(agpu_pipe_t *pipe, void *out, size_t max);
+
+/* Moves all unread bytes out without copying them elsewhere: the pipe's own buffer, its
+ * *len bytes first (caller frees). The pipe is left empty. NULL when the pipe is. */
+char *agpu_pipe_take(agpu_pipe_t *pipe, size_t *len);
 
 void agpu_pipe_free(agpu_pipe_t *pipe);
 

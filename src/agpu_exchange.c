@@ -26,14 +26,14 @@ struct agpu_exchange {
     void *forwarder;
     void *transfer;
 
-    agpu_request_t request; /* points into the copies below */
-    char *method, *url;
-    char **request_headers;
+    agpu_request_t request; /* points into request_text */
+    void *request_text;     /* one block: the header pointers, then the strings */
 
     agpu_pipe_t up; /* request body, front -> forwarder */
     bool up_eof, send_paused;
 
     int status; /* response head, forwarder -> front */
+    /* names[i] is one block "name\0value\0"; values[i] points into it */
     char *names[AGPU_MAX_UPSTREAM_HEADERS], *values[AGPU_MAX_UPSTREAM_HEADERS];
     size_t header_count, header_bytes;
     int64_t content_length;
@@ -52,15 +52,42 @@ struct agpu_exchange {
     uint64_t lines;
 };
 
-static char *dup_or_null(const char *s)
+/* Copies the request's method, URL and header lines into one block, which its header
+ * pointers open. Returns the block; NULL without a method or URL, or out of memory. */
+static void *copy_request(agpu_request_t *copy, const agpu_request_t *request)
 {
-    return s ? strdup(s) : NULL;
+    if (!request->method || !request->url)
+        return NULL;
+    size_t count = request->header_count;
+    size_t size = (count + 1) * sizeof(char *) + strlen(request->method) + strlen(request->url) + 2;
+    for (size_t i = 0; i < count; i++)
+        size += strlen(request->headers[i]) + 1;
+    const char **lines = malloc(size);
+    if (!lines)
+        return NULL;
+    char *text = (char *)(lines + count + 1);
+    *copy = *request;
+    copy->method = text;
+    text = stpcpy(text, request->method) + 1;
+    copy->url = text;
+    text = stpcpy(text, request->url) + 1;
+    for (size_t i = 0; i < count; i++) {
+        lines[i] = text;
+        text = stpcpy(text, request->headers[i]) + 1;
+    }
+    lines[count] = NULL;
+    copy->headers = lines;
+    return lines;
 }
 
 agpu_exchange_t *agpu_exchange_new(const agpu_request_t *request, const agpu_exchange_ops_t *ops,
                                    void *front, void *forwarder)
 {
     agpu_exchange_t *ex = calloc(1, sizeof *ex);
+    if (ex && !(ex->request_text = copy_request(&ex->request, request))) {
+        free(ex);
+        ex = NULL;
+    }
     if (!ex)
         return NULL;
     ex->refs = 1;
@@ -69,18 +96,6 @@ agpu_exchange_t *agpu_exchange_new(const agpu_request_t *request, const agpu_exc
     ex->forwarder = forwarder;
     ex->content_length = -1;
     ex->created_ms = agpu_clock_ms();
-    ex->method = dup_or_null(request->method);
-    ex->url = dup_or_null(request->url);
-    ex->request_headers = calloc(request->header_count + 1, sizeof(char *));
-    bool ok = ex->method && ex->url && ex->request_headers;
-    for (size_t i = 0; ok && i < request->header_count; i++)
-        ok = (ex->request_headers[i] = strdup(request->headers[i])) != NULL;
-    ex->request = *request;
-    ex->request.method = ex->method;
-    ex->request.url = ex->url;
-    ex->request.headers = (const char *const *)ex->request_headers;
-    if (!ok)
-        agpu_exchange_unref(&ex);
     return ex;
 }
 
@@ -97,15 +112,9 @@ void agpu_exchange_unref(agpu_exchange_t **ex_p)
     *ex_p = NULL;
     if (--ex->refs > 0)
         return;
-    for (size_t i = 0; ex->request_headers && i < ex->request.header_count; i++)
-        free(ex->request_headers[i]);
-    free(ex->request_headers);
-    free(ex->method);
-    free(ex->url);
-    for (size_t i = 0; i < ex->header_count; i++) {
+    free(ex->request_text);
+    for (size_t i = 0; i < ex->header_count; i++)
         free(ex->names[i]);
-        free(ex->values[i]);
-    }
     agpu_pipe_free(&ex->up);
     agpu_pipe_free(&ex->down);
     free(ex);
@@ -164,13 +173,9 @@ int agpu_exchange_preload_body(agpu_exchange_t *ex, const void *data, size_t len
 
 char *agpu_exchange_take_preloaded(agpu_exchange_t *ex, size_t *len)
 {
-    char *body = NULL;
-    size_t used = agpu_pipe_used(&ex->up);
-    if (ex->up_eof && (int64_t)used == ex->request.body_length && (body = malloc(used + 1))) {
-        *len = agpu_pipe_read(&ex->up, body, used);
-        body[*len] = '\0';
-    }
-    return body;
+    if (!ex->up_eof || (int64_t)agpu_pipe_used(&ex->up) != ex->request.body_length)
+        return NULL;
+    return agpu_pipe_take(&ex->up, len);
 }
 
 agpu_push_t agpu_exchange_push_body(agpu_exchange_t *ex, const void *data, size_t len)
@@ -304,6 +309,9 @@ static agpu_body_kind_t body_kind(const char *content_type)
     return AGPU_BODY_OTHER;
 }
 
+/* Whether the header name[0..len) is the literal word (ignoring case). */
+#define IS_NAME(name, len, word) ((len) == sizeof word - 1 && strncasecmp(name, word, len) == 0)
+
 void agpu_exchange_add_header(agpu_exchange_t *ex, const char *name, size_t name_len,
                               const char *value, size_t value_len)
 {
@@ -315,7 +323,7 @@ void agpu_exchange_add_header(agpu_exchange_t *ex, const char *name, size_t name
         field[0] = '\0'; /* no header we act on has a longer name */
     }
     size_t i = ex->header_count;
-    if (strcasecmp(field, "Content-Length") == 0) {
+    if (IS_NAME(name, name_len, "Content-Length")) {
         char digits[24];
         size_t n = value_len < sizeof digits - 1 ? value_len : sizeof digits - 1;
         memcpy(digits, value, n);
@@ -326,27 +334,24 @@ void agpu_exchange_add_header(agpu_exchange_t *ex, const char *name, size_t name
     } else if (field[0] && !agpu_headers_forward_response(field)) {
         /* a header the proxy does not pass on */
     } else if (i < AGPU_MAX_UPSTREAM_HEADERS &&
-        ex->header_bytes + name_len + value_len <= AGPU_MAX_UPSTREAM_HEADER_BYTES) {
-        ex->names[i] = strndup(name, name_len);
-        ex->values[i] = strndup(value, value_len);
-        if (ex->names[i] && ex->values[i]) {
-            ex->header_count++;
-            ex->header_bytes += name_len + value_len;
-            if (strcasecmp(ex->names[i], "Content-Type") == 0)
-                ex->kind = body_kind(ex->values[i]);
-        } else {
-            free(ex->names[i]);
-            free(ex->values[i]);
-        }
+               ex->header_bytes + name_len + value_len <= AGPU_MAX_UPSTREAM_HEADER_BYTES &&
+               (ex->names[i] = malloc(name_len + value_len + 2))) {
+        memcpy(ex->names[i], name, name_len);
+        ex->names[i][name_len] = '\0';
+        ex->values[i] = ex->names[i] + name_len + 1;
+        memcpy(ex->values[i], value, value_len);
+        ex->values[i][value_len] = '\0';
+        ex->header_count++;
+        ex->header_bytes += name_len + value_len;
+        if (IS_NAME(name, name_len, "Content-Type"))
+            ex->kind = body_kind(ex->values[i]);
     }
 }
 
 void agpu_exchange_reset_head(agpu_exchange_t *ex)
 {
-    for (size_t i = 0; i < ex->header_count; i++) {
+    for (size_t i = 0; i < ex->header_count; i++)
         free(ex->names[i]);
-        free(ex->values[i]);
-    }
     ex->header_count = ex->header_bytes = 0;
     ex->kind = AGPU_BODY_OTHER;
     ex->content_length = -1;

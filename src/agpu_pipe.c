@@ -7,6 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The first buffer: most pipes carry one short body or a few lines at a time, and a buffer
+ * this small comes from malloc's per-thread cache; a bigger need doubles it. */
+#define PIPE_FIRST_ALLOC 512
+
 bool agpu_pipe_full(const agpu_pipe_t *pipe)
 {
     return agpu_pipe_used(pipe) >= AGPU_PIPE_SOFT_CAP;
@@ -28,7 +32,7 @@ int agpu_pipe_write(agpu_pipe_t *pipe, const void *data, size_t len)
         pipe->end = used;
     }
     if (pipe->alloc - pipe->end < len) {
-        size_t want = pipe->alloc ? pipe->alloc : 4096;
+        size_t want = pipe->alloc ? pipe->alloc : PIPE_FIRST_ALLOC;
         while (want - pipe->end < len)
             want *= 2;
         char *grown = realloc(pipe->data, want);
@@ -54,6 +58,18 @@ size_t agpu_pipe_read(agpu_pipe_t *pipe, void *out, size_t max)
     if (pipe->start == pipe->end)
         pipe->start = pipe->end = 0;
     return n;
+}
+
+char *agpu_pipe_take(agpu_pipe_t *pipe, size_t *len)
+{
+    *len = agpu_pipe_used(pipe);
+    if (*len == 0)
+        return NULL;
+    if (pipe->start > 0)
+        memmove(pipe->data, pipe->data + pipe->start, *len);
+    char *data = pipe->data;
+    memset(pipe, 0, sizeof *pipe);
+    return data;
 }
 
 void agpu_pipe_free(agpu_pipe_t *pipe)

@@ -252,6 +252,29 @@ static void test_free_resets_and_allows_reuse(void **state)
     agpu_pipe_free(&pipe); /* twice is harmless */
 }
 
+static void test_take_moves_unread_bytes_out(void **state)
+{
+    agpu_pipe_t pipe = {0};
+    size_t len = 99;
+    assert_null(agpu_pipe_take(&pipe, &len)); /* nothing to take */
+    assert_int_equal(len, 0);
+    char *first = pattern(3000, 3);
+    assert_int_equal(agpu_pipe_write(&pipe, first, 3000), 0);
+    char out[1000];
+    assert_int_equal(agpu_pipe_read(&pipe, out, sizeof out), sizeof out);
+    char *taken = agpu_pipe_take(&pipe, &len); /* the unread 2000, from the buffer's start */
+    assert_non_null(taken);
+    assert_int_equal(len, 2000);
+    assert_memory_equal(taken, first + 1000, 2000);
+    assert_int_equal(agpu_pipe_used(&pipe), 0);
+    assert_null(pipe.data); /* the buffer is the caller's now */
+    assert_int_equal(agpu_pipe_write(&pipe, "x", 1), 0); /* and the pipe works on */
+    assert_int_equal(agpu_pipe_used(&pipe), 1);
+    agpu_pipe_free(&pipe);
+    free(taken);
+    free(first);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -270,6 +293,7 @@ int main(void)
         cmocka_unit_test(test_not_full_after_one_byte_read),
         cmocka_unit_test(test_write_past_cap_takes_whole_chunk),
         cmocka_unit_test(test_free_resets_and_allows_reuse),
+        cmocka_unit_test(test_take_moves_unread_bytes_out),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
