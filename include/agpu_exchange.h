@@ -83,9 +83,10 @@ bool agpu_exchange_answered(agpu_exchange_t *ex);
 #define AGPU_BODY_BROKEN (-2)
 long agpu_exchange_read_response(agpu_exchange_t *ex, char *out, size_t max);
 
-/* When the upstream has already sent its whole answer and it fits in max bytes, moves it
- * all to out and returns true: the front can send head and body in one write. */
-bool agpu_exchange_whole_body(agpu_exchange_t *ex, char *out, size_t max, size_t *len);
+/* When the upstream has already sent its whole answer and it is at most max bytes, moves it
+ * all out and returns true: *body, *len bytes (caller frees; NULL when empty), which the front
+ * can send with the head in one write. */
+bool agpu_exchange_whole_body(agpu_exchange_t *ex, size_t max, char **body, size_t *len);
 
 /* What a finished streamed answer says of the upstream's speed: time to the first line, and
  * lines (tokens) per second after it. false when there is too little to measure. */

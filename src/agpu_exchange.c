@@ -277,11 +277,11 @@ long agpu_exchange_read_response(agpu_exchange_t *ex, char *out, size_t max)
     return result;
 }
 
-bool agpu_exchange_whole_body(agpu_exchange_t *ex, char *out, size_t max, size_t *len)
+bool agpu_exchange_whole_body(agpu_exchange_t *ex, size_t max, char **body, size_t *len)
 {
     bool whole = ex->finished && !ex->failed && agpu_pipe_used(&ex->down) <= max;
     if (whole)
-        *len = agpu_pipe_read(&ex->down, out, max);
+        *body = agpu_pipe_take(&ex->down, len);
     return whole;
 }
 

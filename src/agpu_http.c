@@ -123,11 +123,13 @@ static enum MHD_Result answer_upstream(agpu_http_t *self, struct MHD_Connection 
 {
     /* A short answer that is already complete goes out from a buffer, head and body in one
      * send; anything else streams through the exchange as it arrives. */
-    char whole[AGPU_RESPONSE_BLOCK];
+    char *whole;
     size_t whole_len;
     struct MHD_Response *response;
-    if (agpu_exchange_whole_body(req->ex, whole, sizeof whole, &whole_len)) {
-        response = MHD_create_response_from_buffer(whole_len, whole, MHD_RESPMEM_MUST_COPY);
+    if (agpu_exchange_whole_body(req->ex, AGPU_RESPONSE_BLOCK, &whole, &whole_len)) {
+        response = MHD_create_response_from_buffer(whole_len, whole, MHD_RESPMEM_MUST_FREE);
+        if (!response)
+            free(whole);
         http_attempt_end(self, req); /* the upstream is done: its slot is free now */
     } else {
         uint64_t size =

@@ -952,15 +952,16 @@ static void test_wake_after_cancel_does_not_resume(void **state)
 static void test_whole_body_when_finished_and_fits(void **state)
 {
     agpu_exchange_t *ex = *state;
-    char out[32];
+    char *body = NULL;
     size_t len = 99;
     answer(ex, 200, "application/json", "11");
     assert_true(agpu_exchange_take_response(ex, "{\"a\":", 5));
     assert_true(agpu_exchange_take_response(ex, "\"bcd\"}", 6));
     agpu_exchange_finish(ex, NULL);
-    assert_true(agpu_exchange_whole_body(ex, out, sizeof out, &len));
+    assert_true(agpu_exchange_whole_body(ex, 32, &body, &len));
     assert_int_equal(len, 11);
-    assert_memory_equal(out, "{\"a\":\"bcd\"}", 11);
+    assert_memory_equal(body, "{\"a\":\"bcd\"}", 11);
+    free(body);
     char buf[8];
     assert_int_equal(read_into(ex, buf, sizeof buf), AGPU_BODY_END); /* all moved out */
 }
@@ -968,44 +969,49 @@ static void test_whole_body_when_finished_and_fits(void **state)
 static void test_whole_body_empty(void **state)
 {
     agpu_exchange_t *ex = *state;
-    char out[4];
+    char *body = (char *)"unset";
     size_t len = 99;
     answer(ex, 204, NULL, NULL);
     agpu_exchange_finish(ex, NULL);
-    assert_true(agpu_exchange_whole_body(ex, out, sizeof out, &len));
+    assert_true(agpu_exchange_whole_body(ex, 4, &body, &len));
     assert_int_equal(len, 0);
+    assert_null(body);
 }
 
 static void test_whole_body_exact_fit(void **state)
 {
     agpu_exchange_t *ex = *state;
-    char out[4];
+    char *body = NULL;
     size_t len = 0;
     assert_true(agpu_exchange_take_response(ex, "abcd", 4));
     agpu_exchange_finish(ex, NULL);
-    assert_true(agpu_exchange_whole_body(ex, out, 4, &len));
+    assert_true(agpu_exchange_whole_body(ex, 4, &body, &len));
     assert_int_equal(len, 4);
+    assert_memory_equal(body, "abcd", 4);
+    free(body);
 }
 
 static void test_whole_body_not_while_streaming(void **state)
 {
     agpu_exchange_t *ex = *state;
-    char out[32], buf[32];
+    char *body = NULL, buf[32];
     size_t len = 99;
     assert_true(agpu_exchange_take_response(ex, "abc", 3));
-    assert_false(agpu_exchange_whole_body(ex, out, sizeof out, &len));
+    assert_false(agpu_exchange_whole_body(ex, 32, &body, &len));
     assert_int_equal(len, 99);
+    assert_null(body);
     assert_int_equal(read_into(ex, buf, sizeof buf), 3); /* still there to stream */
 }
 
 static void test_whole_body_not_when_too_big(void **state)
 {
     agpu_exchange_t *ex = *state;
-    char out[4], buf[32];
+    char *body = NULL, buf[32];
     size_t len = 99;
     assert_true(agpu_exchange_take_response(ex, "abcde", 5));
     agpu_exchange_finish(ex, NULL);
-    assert_false(agpu_exchange_whole_body(ex, out, sizeof out, &len));
+    assert_false(agpu_exchange_whole_body(ex, 4, &body, &len));
+    assert_null(body);
     assert_int_equal(read_into(ex, buf, sizeof buf), 5);
     assert_string_equal(buf, "abcde");
     assert_int_equal(read_into(ex, buf, sizeof buf), AGPU_BODY_END);
@@ -1014,12 +1020,13 @@ static void test_whole_body_not_when_too_big(void **state)
 static void test_whole_body_not_after_failure(void **state)
 {
     agpu_exchange_t *ex = *state;
-    char out[64], buf[64];
+    char *body = NULL, buf[64];
     size_t len = 99;
     answer(ex, 200, "application/x-ndjson", NULL);
     assert_true(agpu_exchange_take_response(ex, "{}\n", 3));
     agpu_exchange_finish(ex, "broke");
-    assert_false(agpu_exchange_whole_body(ex, out, sizeof out, &len));
+    assert_false(agpu_exchange_whole_body(ex, 64, &body, &len));
+    assert_null(body);
     assert_int_equal(read_into(ex, buf, sizeof buf), 3);
     assert_true(read_into(ex, buf, sizeof buf) > 0);
     assert_string_equal(buf, "{\"error\":\"broke\"}\n");
