@@ -511,7 +511,8 @@ static void sync_exchange(agpu_forward_t *self, agpu_exchange_t *ex)
 
 static void run_kicks(agpu_forward_t *self)
 {
-    /* a kick may kick again (an exchange finished at once): take the list as it is now */
+    /* a kick may kick again (an exchange finished at once): take the list as it is now, and
+     * give its storage back for the next kicks unless new ones took fresh storage */
     while (self->kicked.len > 0) {
         ex_list_t batch = self->kicked;
         self->kicked = (ex_list_t){0};
@@ -519,7 +520,11 @@ static void run_kicks(agpu_forward_t *self)
             sync_exchange(self, batch.items[i]);
             agpu_exchange_unref(&batch.items[i]);
         }
-        free(batch.items);
+        batch.len = 0;
+        if (!self->kicked.items)
+            self->kicked = batch;
+        else
+            free(batch.items);
     }
 }
 
