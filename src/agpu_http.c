@@ -159,26 +159,38 @@ static enum MHD_Result answer_upstream(agpu_http_t *self, struct MHD_Connection 
 
 /* ---- starting an exchange ---- */
 
+/* The header lines to send, written one after another into text. A request's headers sit in
+ * its connection's memory (AGPU_CONNECTION_MEMORY), each line at least as long as here, beside
+ * its request line and libmicrohttpd's record of each header: so they fit in text, and so does
+ * the hop marker. */
 typedef struct {
-    char *lines[AGPU_MAX_FORWARD_HEADERS];
-    size_t count;
+    const char *lines[AGPU_MAX_FORWARD_HEADERS];
+    size_t count, used;
+    char text[AGPU_CONNECTION_MEMORY];
 } header_list_t;
+
+/* Appends "name: value"; one past AGPU_MAX_FORWARD_HEADERS is left out. */
+static void add_line(header_list_t *list, const char *name, size_t name_len, const char *value,
+                     size_t value_len)
+{
+    size_t size = name_len + 2 + value_len + 1;
+    if (list->count == AGPU_MAX_FORWARD_HEADERS || size > sizeof list->text - list->used)
+        return;
+    char *line = list->text + list->used;
+    memcpy(line, name, name_len);
+    memcpy(line + name_len, ": ", 2);
+    memcpy(line + name_len + 2, value, value_len);
+    line[size - 1] = '\0';
+    list->lines[list->count++] = line;
+    list->used += size;
+}
 
 static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind, const char *key,
                                       size_t key_size, const char *value, size_t value_size)
 {
-    header_list_t *list = cls;
-    if (!agpu_headers_forward_request(key) || list->count == AGPU_MAX_FORWARD_HEADERS ||
-        strcasecmp(key, HOP_HEADER) == 0 || strcasecmp(key, TARGET_HEADER) == 0)
-        return MHD_YES; /* agpu's own headers are for agpu: the hop marker is set per hop */
-    char *line = malloc(key_size + value_size + 3);
-    if (line) {
-        memcpy(line, key, key_size);
-        memcpy(line + key_size, ": ", 2);
-        memcpy(line + key_size + 2, value ? value : "", value ? value_size : 0);
-        line[key_size + 2 + (value ? value_size : 0)] = '\0';
-        list->lines[list->count++] = line;
-    }
+    if (agpu_headers_forward_request(key) && strcasecmp(key, HOP_HEADER) != 0 &&
+        strcasecmp(key, TARGET_HEADER) != 0) /* agpu's own are for agpu: the hop is per hop */
+        add_line(cls, key, key_size, value ? value : "", value ? value_size : 0);
     return MHD_YES;
 }
 
@@ -253,20 +265,18 @@ agpu_exchange_t *http_start_exchange(agpu_http_t *self, struct MHD_Connection *c
     const char *length = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
     const char *chunked = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Transfer-Encoding");
     int64_t body_length = length ? strtoll(length, NULL, 10) : -1;
-    header_list_t headers = {.count = 0};
+    header_list_t headers; /* not zeroed: only what count and used cover is read */
+    headers.count = headers.used = 0;
     MHD_get_connection_values_n(conn, MHD_HEADER_KIND, collect_header, &headers);
-    char hop_line[sizeof HOP_HEADER + AGPU_MSG_ID_MAX + 4];
-    if (hop && headers.count < AGPU_MAX_FORWARD_HEADERS) {
-        snprintf(hop_line, sizeof hop_line, "%s: %s", HOP_HEADER, self->node_id);
-        headers.lines[headers.count++] = strdup(hop_line);
-    }
+    if (hop)
+        add_line(&headers, HOP_HEADER, strlen(HOP_HEADER), self->node_id, strlen(self->node_id));
     char *url = upstream_url(base, conn, path);
     agpu_exchange_t *ex = NULL;
     if (url) {
         agpu_request_t request = {
             .method = method,
             .url = url,
-            .headers = (const char *const *)headers.lines,
+            .headers = headers.lines,
             .header_count = headers.count,
             .has_body = body_length > 0 || (chunked && !length),
             .body_length = body_length,
@@ -281,8 +291,6 @@ agpu_exchange_t *http_start_exchange(agpu_http_t *self, struct MHD_Connection *c
                                        agpu_pipe_used(&req->body)) != 0)
             agpu_exchange_unref(&ex);
     }
-    for (size_t i = 0; i < headers.count; i++)
-        free(headers.lines[i]);
     free(url);
     if (ex)
         agpu_forward_kick(self->forward, ex);
