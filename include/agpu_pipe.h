@@ -24,7 +24,7 @@ int agpu_pipe_write(agpu_pipe_t *pipe, const void *data, size_t len);
 size_t agpu_pipe_read(agpu_pipe_t *pipe, void *out, size_t max);
 
 /* Moves all unread bytes out without copying them elsewhere: the pipe's own buffer, its
- * *len bytes first (caller frees). The pipe is left empty. NULL when the pipe is. */
+ * *len bytes first (caller frees). The pipe is left empty. NULL when it was empty. */
 char *agpu_pipe_take(agpu_pipe_t *pipe, size_t *len);
 
 void agpu_pipe_free(agpu_pipe_t *pipe);

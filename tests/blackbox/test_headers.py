@@ -148,6 +148,18 @@ def test_query_string_and_authorization_passed_through(capture, method, path):
         assert seen["body"] == body
 
 
+def test_large_headers_reach_the_upstream_whole(capture):
+    # Near the front door's per-connection memory: every line must reach the upstream intact.
+    up, node = capture
+    sent = {"Authorization": "Bearer " + "t" * 8000}
+    sent.update({f"X-Extra-{i}": f"{i}-" + "v" * 100 for i in range(30)})
+    r = harness.request(node.port, "GET", "/api/custom-large-headers", headers=sent)
+    assert r.status == 200, r
+    seen = only(up, "GET", "/api/custom-large-headers")
+    for name, value in sent.items():
+        assert hdr(seen, name) == value, f"{name} arrived as {hdr(seen, name)!r:.80}"
+
+
 def test_model_request_forwarded_unchanged(capture):
     up, node = capture
     body = json.dumps({"model": M, "prompt": "exact bytes \u00e9\u4e2d", "stream": False,
