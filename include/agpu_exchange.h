@@ -74,7 +74,7 @@ agpu_head_state_t agpu_exchange_head(agpu_exchange_t *ex, agpu_response_head_t *
 
 /* Whether the upstream's head is in (or it has finished): it has answered, for better or
  * worse. Never suspends the front. */
-bool agpu_exchange_answered(agpu_exchange_t *ex);
+bool agpu_exchange_answered(const agpu_exchange_t *ex);
 
 /* Moves response bytes out. Returns n > 0; 0 when the front was suspended to wait for more;
  * AGPU_BODY_END at a clean end; AGPU_BODY_BROKEN when the upstream failed mid-body, after the
@@ -90,7 +90,7 @@ bool agpu_exchange_whole_body(agpu_exchange_t *ex, size_t max, char **body, size
 
 /* What a finished streamed answer says of the upstream's speed: time to the first line, and
  * lines (tokens) per second after it. false when there is too little to measure. */
-bool agpu_exchange_speed(agpu_exchange_t *ex, uint32_t *ttft_ms, double *tokens_per_s);
+bool agpu_exchange_speed(const agpu_exchange_t *ex, uint32_t *ttft_ms, double *tokens_per_s);
 
 /* The client is gone: the forwarder drops the upstream request at once. */
 void agpu_exchange_cancel(agpu_exchange_t *ex);
@@ -129,7 +129,7 @@ typedef struct {
     bool pause_recv;
     bool pause_send;
 } agpu_exchange_flow_t;
-agpu_exchange_flow_t agpu_exchange_flow(agpu_exchange_t *ex);
+agpu_exchange_flow_t agpu_exchange_flow(const agpu_exchange_t *ex);
 
 /* The forwarder's own per-exchange data (its transfer handle). */
 void agpu_exchange_set_transfer(agpu_exchange_t *ex, void *transfer);

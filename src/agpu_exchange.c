@@ -227,10 +227,9 @@ agpu_head_state_t agpu_exchange_head(agpu_exchange_t *ex, agpu_response_head_t *
     return state;
 }
 
-bool agpu_exchange_answered(agpu_exchange_t *ex)
+bool agpu_exchange_answered(const agpu_exchange_t *ex)
 {
-    bool answered = ex->head_ready || ex->finished;
-    return answered;
+    return ex->head_ready || ex->finished;
 }
 
 /* The last line of a stream whose upstream broke, in the stream's own format. */
@@ -423,13 +422,12 @@ void agpu_exchange_wake(agpu_exchange_t *ex)
         front_wake_if(ex, WAIT_NONE);
 }
 
-agpu_exchange_flow_t agpu_exchange_flow(agpu_exchange_t *ex)
+agpu_exchange_flow_t agpu_exchange_flow(const agpu_exchange_t *ex)
 {
-    agpu_exchange_flow_t flow = {ex->finished, ex->canceled, ex->recv_paused, ex->send_paused};
-    return flow;
+    return (agpu_exchange_flow_t){ex->finished, ex->canceled, ex->recv_paused, ex->send_paused};
 }
 
-bool agpu_exchange_speed(agpu_exchange_t *ex, uint32_t *ttft_ms, double *tokens_per_s)
+bool agpu_exchange_speed(const agpu_exchange_t *ex, uint32_t *ttft_ms, double *tokens_per_s)
 {
     /* SSE frames end in a blank line: two newlines per token */
     uint64_t tokens = ex->kind == AGPU_BODY_SSE ? ex->lines / 2 : ex->lines;

@@ -169,7 +169,7 @@ typedef struct {
     char text[AGPU_CONNECTION_MEMORY];
 } header_list_t;
 
-/* Appends "name: value"; one past AGPU_MAX_FORWARD_HEADERS is left out. */
+/* Appends "name: value"; lines past AGPU_MAX_FORWARD_HEADERS are left out. */
 static void add_line(header_list_t *list, const char *name, size_t name_len, const char *value,
                      size_t value_len)
 {
