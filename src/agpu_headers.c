@@ -11,10 +11,9 @@ typedef struct {
     size_t len;
 } header_name_t;
 
-#define NAME(s)                                                                                    \
-    {                                                                                              \
-        s, sizeof s - 1                                                                            \
-    }
+// clang-format off
+#define NAME(s) {s, sizeof s - 1}
+// clang-format on
 #define COUNT(list) (sizeof list / sizeof list[0])
 
 static bool name_in(const char *name, size_t len, const header_name_t *list, size_t count)
