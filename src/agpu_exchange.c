@@ -10,11 +10,9 @@
 #include "agpu_pipe.h"
 #include "agpu_text.h"
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
 /* What a suspended front door is waiting for; it is resumed as soon as that holds. */
 typedef enum { WAIT_NONE, WAIT_ROOM, WAIT_HEAD, WAIT_DATA } front_wait_t;

@@ -7,7 +7,6 @@
 #include "agpu_mesh.h"
 #include "agpu_text.h"
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
