@@ -10,6 +10,7 @@
 #include "agpu_mesh.h"
 #include "agpu_text.h"
 #include "agpu_watch.h"
+#include "agpu_wakeup.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -412,9 +413,7 @@ void http_wake_shard(void *arg)
 {
     agpu_http_t *self = arg;
     atomic_store(&self->tend_due, true);
-    uint64_t one = 1;
-    ssize_t ignored = write(self->wake_fd, &one, sizeof one);
-    (void)ignored;
+    agpu_wakeup_signal(self->wake_fd);
 }
 
 /* ---- suspending a client (idempotent: a request may wait on several things) ---- */

@@ -11,6 +11,7 @@
 #include "agpu_log.h"
 #include "agpu_name.h"
 #include "agpu_text.h"
+#include "agpu_wakeup.h"
 
 #include <czmq.h>
 #include <pthread.h>
@@ -115,9 +116,7 @@ static void enqueue(agpu_mesh_t *self, command_t *cmd)
         self->queue_head = cmd;
     self->queue_tail = cmd;
     pthread_mutex_unlock(&self->lock);
-    uint64_t one = 1;
-    ssize_t ignored = write(self->wake_fd, &one, sizeof one);
-    (void)ignored;
+    agpu_wakeup_signal(self->wake_fd);
 }
 
 static void destroy_link(void **item)
@@ -395,9 +394,7 @@ static void on_inbound(actor_t *a, int64_t now)
 
 static void on_commands(actor_t *a, int64_t now)
 {
-    uint64_t count;
-    ssize_t ignored = read(a->mesh->wake_fd, &count, sizeof count);
-    (void)ignored;
+    agpu_wakeup_drain(a->mesh->wake_fd);
     if (atomic_load(&a->mesh->load_changed) && a->state_due < 0)
         a->state_due = now + a->mesh->options.timeouts.debounce_ms;
     pthread_mutex_lock(&a->mesh->lock);
@@ -754,11 +751,8 @@ void agpu_mesh_count_request(agpu_mesh_t *self, const char *model_key, int delta
     if (i >= 0)
         self->counts[i].in_flight += delta;
     pthread_mutex_unlock(&self->count_lock);
-    if (!atomic_exchange(&self->load_changed, true)) { /* the first change since the last STATE */
-        uint64_t one = 1;
-        ssize_t ignored = write(self->wake_fd, &one, sizeof one);
-        (void)ignored;
-    }
+    if (!atomic_exchange(&self->load_changed, true)) /* the first change since the last STATE */
+        agpu_wakeup_signal(self->wake_fd);
 }
 
 uint32_t agpu_mesh_in_flight(agpu_mesh_t *self, const char *model_key)

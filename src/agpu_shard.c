@@ -16,6 +16,7 @@
 #include "agpu_clock.h"
 #include "agpu_forward.h"
 #include "agpu_log.h"
+#include "agpu_wakeup.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -80,9 +81,7 @@ static void shard_turn(agpu_shard_t *self, long max_wait_ms)
         if (tag == SHARD_TAG_HTTP) {
             clients_ready = true;
         } else if (tag == SHARD_TAG_WAKE) {
-            uint64_t count;
-            ssize_t ignored = read(self->wake_fd, &count, sizeof count);
-            (void)ignored;
+            agpu_wakeup_drain(self->wake_fd);
         } else if (tag < AGPU_FORWARD_TAG_LIMIT) {
             agpu_forward_socket_ready(self->forward, (int)tag, events[i].events);
         }
@@ -142,9 +141,7 @@ static void *shard_thread(void *arg)
 static void wake_shard(void *arg)
 {
     agpu_shard_t *self = arg;
-    uint64_t one = 1;
-    ssize_t ignored = write(self->wake_fd, &one, sizeof one);
-    (void)ignored;
+    agpu_wakeup_signal(self->wake_fd);
 }
 
 static int watch(int epoll_fd, int fd, uint64_t tag)
